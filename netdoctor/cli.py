@@ -1,0 +1,188 @@
+"""Command line. Thin: parse flags, call the package, print, exit with a monitoring-style code.
+
+Heavy modules (psutil, pyroute2, the Prometheus client, tabulate) are imported inside
+the commands so that `netdoctor --help` stays instant.
+
+Exit codes (monitoring-plugin convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN —
+which includes "could not run" and usage errors (click's default 2 would read as CRITICAL).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+EXIT_UNKNOWN = 3
+
+
+def _fail(message: str, code: int = EXIT_UNKNOWN) -> None:
+    click.echo(f"netdoctor: {message}", err=True)
+    sys.exit(code)
+
+
+def _countdown_printer() -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(left: float) -> None:
+        sys.stderr.write(f"\rsampling… {left:4.1f}s left ")
+        sys.stderr.flush()
+
+    return show
+
+
+def _clear_countdown() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + " " * 30 + "\r")
+        sys.stderr.flush()
+
+
+def _parse_set(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """`--set conntrack.warn_fill_ratio=0.8` -> {"conntrack": {"warn_fill_ratio": 0.8}}."""
+    from netdoctor.config import coerce
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        check_id, dot, name = key.partition(".")
+        if not sep or not dot or not check_id or not name:
+            raise click.BadParameter(f"{item!r}: expected CHECK.THRESHOLD=VALUE", param_hint="--set")
+        out.setdefault(check_id, {})[name] = coerce(raw)
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="netdoctor")
+def cli() -> None:
+    """What is wrong with this host's network: root cause first, evidence, the fix.
+
+    Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not run or judge).
+    """
+
+
+@cli.command()
+@click.option("--interval", type=float, default=None, help="Seconds between the two samples (default 5).")
+@click.option("--from", "from_capture", type=click.Path(), help="Replay a capture (.tar.gz or directory).")
+@click.option("--root", default="/", show_default=True, help="Read /proc and /sys under this directory.")
+@click.option("--checks", "only", default=None, help="Comma-separated check ids to run (default: all).")
+@click.option("--checks-dir", multiple=True, type=click.Path(), help="Folder of drop-in check modules.")
+@click.option("--exclude-iface", default=None, help="Regex of interfaces not judged for saturation.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table")
+@click.option("--config", "config_path", type=click.Path(), default=None, help="TOML config file.")
+@click.option("--set", "set_values", multiple=True, help="Override a threshold: CHECK.NAME=VALUE.")
+def diagnose(
+    interval: float | None,
+    from_capture: str | None,
+    root: str,
+    only: str | None,
+    checks_dir: tuple[str, ...],
+    exclude_iface: str | None,
+    fmt: str,
+    config_path: str | None,
+    set_values: tuple[str, ...],
+) -> None:
+    """Sample the host (or replay a capture) and print a ranked diagnosis."""
+    from pathlib import Path
+
+    from netdoctor.config import load_config, merge_overrides
+    from netdoctor.engine import diagnose as run_diagnosis
+    from netdoctor.engine import load_checks
+    from netdoctor.render import render
+
+    config = load_config(config_path)
+    overrides = merge_overrides(config.thresholds, _parse_set(set_values))
+    if exclude_iface is not None:
+        import re
+
+        try:
+            re.compile(exclude_iface)
+        except re.error as exc:
+            raise click.BadParameter(f"not a regex: {exc}", param_hint="--exclude-iface") from exc
+        overrides.setdefault("nic_saturation", {})["exclude_iface"] = exclude_iface
+    interval = interval if interval is not None else config.interval_s
+    if interval <= 0:
+        raise click.BadParameter("must be positive", param_hint="--interval")
+    wanted = [c.strip() for c in only.split(",") if c.strip()] if only else None
+    checks = load_checks([Path(d) for d in (*config.checks_dirs, *checks_dir)], wanted)
+    if from_capture:
+        from netdoctor.sources.capture import CaptureSource
+
+        view = CaptureSource(from_capture).view()
+    else:
+        from netdoctor.sources.live import LiveSource
+
+        view = LiveSource(root=root, interval_s=interval).view(countdown=_countdown_printer())
+        _clear_countdown()
+    diagnosis = run_diagnosis(view, checks, overrides)
+    click.echo(render(diagnosis, fmt), nl=False)
+    sys.exit(diagnosis.exit_code())
+
+
+@cli.command()
+@click.option("-o", "--output", required=True, type=click.Path(), help="FILE.tar.gz, or a directory.")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between samples.")
+@click.option("--root", default="/", show_default=True, help="Read /proc and /sys under this directory.")
+def capture(output: str, interval: float, root: str) -> None:
+    """Record both samples of every file the live source reads, to replay with `diagnose --from`."""
+    from netdoctor.sources.capture import write_capture
+    from netdoctor.sources.live import LiveSource
+
+    if interval <= 0:
+        raise click.BadParameter("must be positive", param_hint="--interval")
+    source = LiveSource(root=root, interval_s=interval)
+    first, second = source.samples(countdown=_countdown_printer())
+    _clear_countdown()
+    path = write_capture(output, first, second, source.meta(first, second))
+    problems = sorted(set(first.errors) | set(second.errors))
+    click.echo(f"wrote {path} ({len(first.files)} + {len(second.files)} files; {len(problems)} unreadable)")
+
+
+@cli.command("checks")
+@click.option("--checks-dir", multiple=True, type=click.Path(), help="Folder of drop-in check modules.")
+def list_checks(checks_dir: tuple[str, ...]) -> None:
+    """List the checks with their inputs and thresholds."""
+    from pathlib import Path
+
+    from netdoctor.engine import load_checks
+
+    loaded = load_checks([Path(d) for d in checks_dir])
+    for spec in loaded.specs:
+        click.echo(f"{spec.id} — {spec.title}  [{spec.origin}]")
+        if spec.needs:
+            click.echo(f"  needs: {', '.join(spec.needs)}")
+        if spec.inventory:
+            click.echo(f"  inventory (live/capture only): {', '.join(spec.inventory)}")
+        for name, value in spec.thresholds.items():
+            click.echo(f"  {name} = {value!r}")
+    for error in loaded.load_errors:
+        click.echo(f"warning: {error}", err=True)
+
+
+def main() -> None:
+    """Entry point: every error is one line on stderr and exit code 3, never a traceback."""
+    from netdoctor.errors import NetdoctorError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("interrupted")
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_UNKNOWN)
+    except NetdoctorError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+    except BrokenPipeError:
+        sys.exit(EXIT_UNKNOWN)
+    except SystemExit:
+        raise
+    except Exception as exc:  # the last guard: a bug must still not print a traceback at 3 AM
+        import os
+
+        if os.environ.get("NETDOCTOR_DEBUG") == "1":
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (please report; rerun with NETDOCTOR_DEBUG=1)")
+    sys.exit(0)

@@ -1,0 +1,276 @@
+"""Read every kernel file netdoctor needs under a root, as raw text, remembering why each failed.
+
+This is the only place the live source touches /proc and /sys. A `RawSample` is
+exactly what a capture stores, so a capture replays the same bytes through the same
+parsers and gives the same View.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+# Where the capture keeps what is not a kernel file (errors met, ethtool answers, socket owners).
+META_DIR = ".netdoctor"
+ERRORS_FILE = f"{META_DIR}/errors.json"
+ETHTOOL_DIR = f"{META_DIR}/ethtool"
+OWNERS_FILE = f"{META_DIR}/socket_owners.json"
+
+PROC_FILES = (
+    "proc/net/dev",
+    "proc/net/snmp",
+    "proc/net/snmp6",
+    "proc/net/netstat",
+    "proc/net/sockstat",
+    "proc/net/sockstat6",
+    "proc/net/softnet_stat",
+    "proc/net/stat/nf_conntrack",
+    "proc/stat",
+    "proc/softirqs",
+    "proc/interrupts",
+    "proc/meminfo",
+)
+
+SYSCTLS = (
+    "net.netfilter.nf_conntrack_count",
+    "net.netfilter.nf_conntrack_max",
+    "net.netfilter.nf_conntrack_buckets",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_max_tw_buckets",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_max_orphans",
+    "net.core.somaxconn",
+    "net.core.netdev_max_backlog",
+    "net.core.netdev_budget",
+    "net.core.netdev_budget_usecs",
+    "net.core.rps_sock_flow_entries",
+    "net.core.rmem_max",
+    "net.core.rmem_default",
+)
+
+SOCKET_FILES = (
+    ("proc/net/tcp", "tcp", 4),
+    ("proc/net/tcp6", "tcp", 6),
+    ("proc/net/udp", "udp", 4),
+    ("proc/net/udp6", "udp", 6),
+)
+
+NETCLASS_ATTRS = (
+    "speed",
+    "operstate",
+    "carrier",
+    "carrier_changes",
+    "carrier_up_count",
+    "carrier_down_count",
+    "mtu",
+    "duplex",
+    "address",
+    "broadcast",
+    "ifalias",
+    "dormant",
+    "flags",
+    "ifindex",
+    "iflink",
+    "type",
+    "dev_id",
+    "addr_assign_type",
+    "name_assign_type",
+    "link_mode",
+    "netdev_group",
+    "tx_queue_len",
+)
+
+# Why a file may be missing, said in the user's terms.
+ABSENT_HINTS = {
+    "proc/net/stat/nf_conntrack": "nf_conntrack is not loaded, or the kernel lacks CONFIG_NF_CONNTRACK_PROCFS",
+    "proc/sys/net/netfilter/nf_conntrack_count": "nf_conntrack is not loaded",
+    "proc/sys/net/netfilter/nf_conntrack_max": "nf_conntrack is not loaded",
+    "proc/net/snmp6": "IPv6 is disabled on this host",
+    "proc/net/sockstat6": "IPv6 is disabled on this host",
+    "proc/net/tcp6": "IPv6 is disabled on this host",
+    "proc/net/udp6": "IPv6 is disabled on this host",
+    "sys/class/net": "/sys is not mounted here (a container without sysfs?)",
+}
+
+READ_CHUNK = 1 << 20
+
+
+def sysctl_path(name: str) -> str:
+    return "proc/sys/" + name.replace(".", "/")
+
+
+@dataclass
+class RawSample:
+    """Text of every file read under one root at one instant, and why the others failed."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    taken_at: float = field(default=0.0, compare=False)  # time.monotonic() of the read
+    wall_time: float = field(default=0.0, compare=False)
+
+
+def describe_error(rel: str, exc: BaseException) -> str:
+    """One line: why `rel` could not be read."""
+    if isinstance(exc, FileNotFoundError):
+        return ABSENT_HINTS.get(rel, "no such file")
+    if isinstance(exc, PermissionError):
+        return "permission denied (netdoctor needs root to read it)"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not text (binary or corrupt content)"
+    if isinstance(exc, OSError):
+        if exc.errno == errno.EINVAL:
+            return "invalid argument (the kernel has no value for it now)"
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def read_bytes(path: str) -> bytes:
+    """Whole file in big reads: seq_file in /proc regenerates per read(), so few large reads are fastest."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, READ_CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class Reader:
+    """Reads files under `root` into a RawSample, honouring a capture's recorded errors."""
+
+    def __init__(self, root: str = "/", *, live_extras: bool | None = None) -> None:
+        self.root = os.path.abspath(root)
+        # ethtool and /proc/PID/fd lookups only make sense on the running kernel.
+        self.live_extras = (self.root == "/") if live_extras is None else live_extras
+        self.recorded_errors: dict[str, str] = {}
+        errors_path = os.path.join(self.root, ERRORS_FILE)
+        if os.path.exists(errors_path):
+            try:
+                with open(errors_path, encoding="utf-8") as handle:
+                    loaded = json.load(handle)
+                if isinstance(loaded, dict):
+                    self.recorded_errors = {str(k): str(v) for k, v in loaded.items()}
+            except (OSError, ValueError):
+                self.recorded_errors = {}
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.root, rel)
+
+    def read(self, sample: RawSample, rel: str) -> str | None:
+        if rel in self.recorded_errors:
+            # Replaying a capture: the original failure is the fact to report.
+            sample.errors[rel] = self.recorded_errors[rel]
+            if not os.path.exists(self.path(rel)):
+                return None
+        try:
+            text = read_bytes(self.path(rel)).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            sample.errors[rel] = describe_error(rel, exc)
+            return None
+        sample.files[rel] = text
+        return text
+
+    def listdir(self, sample: RawSample, rel: str) -> list[str]:
+        if rel in self.recorded_errors:
+            sample.errors[rel] = self.recorded_errors[rel]
+            return []
+        try:
+            return sorted(os.listdir(self.path(rel)))
+        except OSError as exc:
+            sample.errors[rel] = describe_error(rel, exc)
+            return []
+
+    def read_many(self, sample: RawSample, rels: Iterable[str]) -> None:
+        for rel in rels:
+            self.read(sample, rel)
+
+    def physical_interfaces(self, sample: RawSample) -> list[str]:
+        """Interfaces backed by a device (a `device` link in sysfs): the only ones whose sysfs we read."""
+        names = self.listdir(sample, "sys/class/net")
+        return [name for name in names if os.path.isdir(self.path(f"sys/class/net/{name}/device"))]
+
+    def sample(self, *, sockets: bool) -> RawSample:
+        sample = RawSample(taken_at=time.monotonic(), wall_time=time.time())
+        self.read_many(sample, PROC_FILES)
+        self.read_many(sample, (sysctl_path(name) for name in SYSCTLS))
+        for irq in self.listdir(sample, "proc/irq"):
+            if irq.isdigit():
+                self.read(sample, f"proc/irq/{irq}/smp_affinity_list")
+        for iface in self.physical_interfaces(sample):
+            self.read_interface(sample, iface)
+        if sockets:
+            for rel, _, _ in SOCKET_FILES:
+                self.read(sample, rel)
+            self.read_owners(sample)
+        return sample
+
+    def read_interface(self, sample: RawSample, iface: str) -> None:
+        base = f"sys/class/net/{iface}"
+        for attr in NETCLASS_ATTRS:
+            rel = f"{base}/{attr}"
+            if os.path.exists(self.path(rel)) or rel in self.recorded_errors:
+                self.read(sample, rel)
+        for stat in self.listdir(sample, f"{base}/statistics"):
+            self.read(sample, f"{base}/statistics/{stat}")
+        if os.path.exists(self.path(f"{base}/device/numa_node")):
+            self.read(sample, f"{base}/device/numa_node")
+        for queue in self.listdir(sample, f"{base}/queues"):
+            if queue.startswith("rx-"):
+                for attr in ("rps_cpus", "rps_flow_cnt"):
+                    rel = f"{base}/queues/{queue}/{attr}"
+                    if os.path.exists(self.path(rel)) or rel in self.recorded_errors:
+                        self.read(sample, rel)
+        self.read_ethtool(sample, iface)
+
+    def read_ethtool(self, sample: RawSample, iface: str) -> None:
+        rel = f"{ETHTOOL_DIR}/{iface}.json"
+        if not self.live_extras:
+            if os.path.exists(self.path(rel)) or rel in self.recorded_errors:
+                self.read(sample, rel)
+            return
+        from netdoctor.sources.ethtool import query_ethtool
+
+        answer, error = query_ethtool(iface)
+        if answer is not None:
+            sample.files[rel] = json.dumps(answer, sort_keys=True)
+        if error:
+            sample.errors[rel] = error
+
+    def read_owners(self, sample: RawSample) -> None:
+        """Which process holds each CLOSE_WAIT socket and each listener with a queue.
+
+        Only those: scanning every fd of every process costs time proportional to all
+        sockets on the host, and the checks name owners only for these.
+        """
+        if not self.live_extras:
+            if os.path.exists(self.path(OWNERS_FILE)) or OWNERS_FILE in self.recorded_errors:
+                self.read(sample, OWNERS_FILE)
+            return
+        from netdoctor.errors import ParseError
+        from netdoctor.sources.owners import find_socket_owners
+        from netdoctor.sources.parsers.sockets import parse_socket_table
+
+        wanted: set[int] = set()
+        for rel, proto, family in SOCKET_FILES:
+            text = sample.files.get(rel)
+            if text is None or proto != "tcp":
+                continue
+            try:
+                table = parse_socket_table(text, proto, family)
+            except ParseError:
+                continue
+            wanted.update(s.inode for s in table.in_state("CLOSE_WAIT") if s.inode)
+            wanted.update(s.inode for s in table.listeners() if s.rx_queue > 0 and s.inode)
+        owners = find_socket_owners(self.path("proc"), wanted) if wanted else {}
+        sample.files[OWNERS_FILE] = json.dumps(
+            {str(inode): [pid, comm] for inode, (pid, comm) in sorted(owners.items())}, sort_keys=True
+        )

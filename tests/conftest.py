@@ -1,0 +1,47 @@
+"""Shared test helpers.
+
+`require(condition, reason)` skips a test that needs something this machine lacks
+(root, network namespaces, a binary) — except under NETDOCTOR_REQUIRE_REAL=1 (set
+by .ci/run), where the same lack fails the test, so a green CI means the real
+tests ran.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+SCENARIOS = FIXTURES / "proc"
+REQUIRE_REAL = os.environ.get("NETDOCTOR_REQUIRE_REAL") == "1"
+
+
+def require(condition: bool, reason: str) -> None:
+    if condition:
+        return
+    if REQUIRE_REAL:
+        pytest.fail(f"NETDOCTOR_REQUIRE_REAL=1 but {reason}")
+    pytest.skip(reason)
+
+
+def require_root() -> None:
+    require(os.geteuid() == 0, "needs root")
+
+
+def require_binary(*names: str) -> str:
+    """Path of the first of `names` found on PATH (or in /usr/sbin, /usr/bin)."""
+    for name in names:
+        found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        if found:
+            return found
+    require(False, f"none of {', '.join(names)} is installed")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def scenarios_dir() -> Path:
+    return SCENARIOS

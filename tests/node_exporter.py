@@ -1,0 +1,112 @@
+"""Run the real node_exporter binary over a procfs/sysfs tree and read its metrics.
+
+Used by the differential tests: every series netdoctor reads that node_exporter also
+exposes must have the same value.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import require_binary
+
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parse_exposition(text: str) -> Series:
+    """Prometheus text format -> {(name, sorted labels): value}. Enough for node_exporter's output."""
+    series: Series = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if "{" in line:
+            name, rest = line.split("{", 1)
+            labels_text, value_text = rest.rsplit("}", 1)
+            labels = _parse_labels(labels_text)
+        else:
+            name, value_text = line.split(" ", 1)
+            labels = ()
+        series[(name, labels)] = float(value_text.split()[0])
+    return series
+
+
+def _parse_labels(text: str) -> tuple[tuple[str, str], ...]:
+    labels: list[tuple[str, str]] = []
+    i = 0
+    while i < len(text):
+        eq = text.index("=", i)
+        key = text[i:eq].strip().lstrip(",").strip()
+        assert text[eq + 1] == '"'
+        j = eq + 2
+        value_chars: list[str] = []
+        while text[j] != '"':
+            if text[j] == "\\":
+                j += 1
+                value_chars.append({"n": "\n", "\\": "\\", '"': '"'}.get(text[j], text[j]))
+            else:
+                value_chars.append(text[j])
+            j += 1
+        labels.append((key, "".join(value_chars)))
+        i = j + 1
+        while i < len(text) and text[i] in ", ":
+            i += 1
+    return tuple(sorted(labels))
+
+
+@contextmanager
+def node_exporter(
+    collectors: Sequence[str],
+    procfs: Path | str = "/proc",
+    sysfs: Path | str = "/sys",
+    extra_args: Sequence[str] = (),
+) -> Iterator[str]:
+    """Start node_exporter on loopback with only `collectors` enabled; yield its /metrics URL."""
+    binary = require_binary("prometheus-node-exporter", "node_exporter")
+    port = free_port()
+    args = [
+        binary,
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--path.procfs={procfs}",
+        f"--path.sysfs={sysfs}",
+        "--collector.disable-defaults",
+        *[f"--collector.{name}" for name in collectors],
+        *extra_args,
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"node_exporter exited: {proc.stderr.read() if proc.stderr else ''}")
+            try:
+                urllib.request.urlopen(url, timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def scrape(url: str) -> Series:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return parse_exposition(response.read().decode())
