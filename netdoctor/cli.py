@@ -160,6 +160,43 @@ def list_checks(checks_dir: tuple[str, ...]) -> None:
         click.echo(f"warning: {error}", err=True)
 
 
+@cli.command()
+@click.option("--root", default="/", show_default=True, help="Apply under this directory (tests: a fixture tree).")
+@click.option("--dry-run", is_flag=True, help="Show the before -> after diff; write nothing at all.")
+@click.option("--yes", is_flag=True, help="Do not ask before each change.")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Sampling for the defaults.")
+@click.option("--conntrack", is_flag=True, help="Raise nf_conntrack_max and the hash size.")
+@click.option("--max", "max_entries", type=int, default=None, help="With --conntrack: the new limit.")
+@click.option("--irq-affinity", "irq_iface", metavar="IFACE", help="Spread IFACE's queue IRQs one per CPU.")
+@click.option("--stop-irqbalance", is_flag=True, help="With --irq-affinity: stop irqbalance (restarted on rollback).")
+@click.option("--rss", "rss_iface", metavar="IFACE", help="More NIC channels, or RPS on a single-queue NIC.")
+@click.option("--queues", type=int, default=None, help="With --rss: channel count (default: NUMA-local CPUs).")
+@click.option("--ring", "ring_iface", metavar="IFACE", help="Raise IFACE's rx/tx rings toward the maximum.")
+@click.option("--rx", type=int, default=None, help="With --ring: rx ring size.")
+@click.option("--tx", type=int, default=None, help="With --ring: tx ring size.")
+@click.option("--ports", is_flag=True, help="Widen ip_local_port_range and/or enable tcp_tw_reuse.")
+@click.option("--port-range", default=None, metavar="'LOW HIGH'", help="With --ports: the new range.")
+@click.option("--tw-reuse/--no-tw-reuse", default=None, help="With --ports: set tcp_tw_reuse=1.")
+@click.option("--backlog", is_flag=True, help="Raise somaxconn / netdev_max_backlog / netdev_budget.")
+@click.option("--somaxconn", type=int, default=None)
+@click.option("--netdev-max-backlog", type=int, default=None)
+@click.option("--netdev-budget", type=int, default=None)
+@click.option("--from-diagnosis", is_flag=True, help="Apply what the current diagnosis proposes.")
+@click.option("--rollback", "rollback_id", is_flag=False, flag_value="latest", default=None, metavar="[ID]",
+              help="Restore what fix ID (default: the latest) changed.")
+@click.option("--journal", "show_journal", is_flag=True, help="List applied fixes.")
+def fix(**options: Any) -> None:
+    """Apply a fix safely: diff first, verify after, persist, journal, roll back on demand.
+
+    Exit codes: 0 done (or dry run, or nothing to change), 3 could not run, 4 refused
+    (not root, unsafe value, irqbalance, another fix running), 5 failed and rolled back,
+    6 failed and the rollback failed too (see the journal).
+    """
+    from netdoctor.fixes.command import run_fix_command
+
+    sys.exit(run_fix_command(options))
+
+
 def main() -> None:
     """Entry point: every error is one line on stderr and exit code 3, never a traceback."""
     from netdoctor.errors import NetdoctorError

@@ -28,7 +28,7 @@ def render_table(diagnosis: Diagnosis, width: int | None = None) -> str:
         if finding.status is Status.HEALTHY:
             continue
         prefix = ("  " * (depth - 1) + "└ ") if depth else ""
-        summary = prefix + ("explained by: " if depth else "") + finding.summary
+        summary = prefix + ("explained by: " if depth else "") + f"{finding.check}: {finding.summary}"
         rows.append(
             [
                 label,

@@ -14,7 +14,9 @@ from netdoctor.errors import ParseError
 from netdoctor.sources.inventory import Inventory, IrqInfo, NicInfo
 from netdoctor.sources.parsers import Metric
 from netdoctor.sources.reader import (
+    BACKLOGS_FILE,
     ETHTOOL_DIR,
+    NIC_DEVICE_DIR,
     OWNERS_FILE,
     PROC_FILES,
     SOCKET_FILES,
@@ -202,6 +204,14 @@ class _Builder:
                 self.sample.extend(netstats_metrics(iface, stats))
             except ParseError as exc:
                 self.problems.append(f"cannot parse /{base}: {exc}")
+        if not self.sample.series.get("node_network_speed_bytes"):
+            speeds = ", ".join(
+                f"{iface}: {self.raw.files.get(f'sys/class/net/{iface}/speed', 'unreadable').strip() or 'empty'}"
+                for iface in ifaces
+            )
+            self.sample.missing["node_network_speed_bytes"] = (
+                f"no physical NIC reports a link speed ({speeds}; -1 means unknown, usual for virtual machines)"
+            )
 
     def build_inventory(self) -> Inventory:
         inventory = Inventory()
@@ -213,7 +223,7 @@ class _Builder:
                 inventory.missing[name] = _cannot(rel, self.raw.errors.get(rel, "not read"))
         inventory.cpus = self._online_cpus()
         inventory.nics = {iface: self._nic(iface) for iface in self.physical_interfaces()}
-        inventory.irqs = self._irqs(set(inventory.nics) | self._all_interface_names())
+        inventory.irqs = self._irqs(set(inventory.nics) | self._all_interface_names(), self._device_aliases())
         self._sockets(inventory)
         return inventory
 
@@ -271,7 +281,23 @@ class _Builder:
                 self.problems.append(f"cannot parse ethtool answer for {iface}: {exc}")
         return nic
 
-    def _irqs(self, interfaces: set[str]) -> list[IrqInfo]:
+    def _device_aliases(self) -> dict[str, str]:
+        """Bus device name -> NIC, from the reader's NIC device records."""
+        aliases: dict[str, str] = {}
+        for iface in self.physical_interfaces():
+            text = self.raw.files.get(f"{NIC_DEVICE_DIR}/{iface}.json")
+            if not text:
+                continue
+            try:
+                info = json.loads(text)
+            except ValueError:
+                continue
+            for key in ("device", "bus"):
+                if isinstance(info.get(key), str) and info[key]:
+                    aliases[info[key]] = iface
+        return aliases
+
+    def _irqs(self, interfaces: set[str], aliases: dict[str, str]) -> list[IrqInfo]:
         from netdoctor.sources.parsers.interrupts import irq_interface, parse_interrupts
         from netdoctor.sources.parsers.sysctl import parse_cpu_list
 
@@ -296,7 +322,7 @@ class _Builder:
                 IrqInfo(
                     irq=int(row.irq),
                     devices=row.devices,
-                    interface=irq_interface(row.devices, interfaces),
+                    interface=irq_interface(row.devices, interfaces, aliases),
                     affinity=affinity,
                     counts_per_cpu=counts,
                 )
@@ -331,6 +357,15 @@ class _Builder:
                 inventory.socket_owners = {int(k): (int(v[0]), str(v[1])) for k, v in loaded.items()}
             except (ValueError, TypeError, IndexError, AttributeError) as exc:
                 self.problems.append(f"cannot parse socket owners: {exc}")
+        backlogs_text = self.raw.files.get(BACKLOGS_FILE)
+        if backlogs_text:
+            try:
+                loaded = json.loads(backlogs_text)
+                inventory.listen_backlogs = {int(k): int(v) for k, v in loaded.items()}
+            except (ValueError, TypeError, AttributeError) as exc:
+                self.problems.append(f"cannot parse listen backlogs: {exc}")
+        elif BACKLOGS_FILE in self.raw.errors:
+            inventory.missing["listen_backlogs"] = self.raw.errors[BACKLOGS_FILE]
 
 
 def build_view(

@@ -44,6 +44,8 @@ class NicInfo:
 class Inventory:
     sockets: SocketTable | None = None
     socket_owners: dict[int, tuple[int, str]] = field(default_factory=dict)  # inode -> (pid, comm)
+    # inode -> accept-queue limit of each listener (not in /proc/net/tcp, whose tx_queue is 0 for listeners)
+    listen_backlogs: dict[int, int] = field(default_factory=dict)
     irqs: list[IrqInfo] = field(default_factory=list)
     nics: dict[str, NicInfo] = field(default_factory=dict)
     sysctls: dict[str, str] = field(default_factory=dict)  # "net.ipv4.tcp_tw_reuse" -> "2"

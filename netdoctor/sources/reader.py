@@ -19,6 +19,8 @@ META_DIR = ".netdoctor"
 ERRORS_FILE = f"{META_DIR}/errors.json"
 ETHTOOL_DIR = f"{META_DIR}/ethtool"
 OWNERS_FILE = f"{META_DIR}/socket_owners.json"
+BACKLOGS_FILE = f"{META_DIR}/listen_backlogs.json"
+NIC_DEVICE_DIR = f"{META_DIR}/nic"  # <iface>.json: the bus device behind a NIC, to name its IRQs
 
 PROC_FILES = (
     "proc/net/dev",
@@ -211,7 +213,29 @@ class Reader:
             for rel, _, _ in SOCKET_FILES:
                 self.read(sample, rel)
             self.read_owners(sample)
+            self.read_listen_backlogs(sample)
         return sample
+
+    def read_listen_backlogs(self, sample: RawSample) -> None:
+        """Each listener's accept-queue limit (sk_max_ack_backlog), keyed by inode.
+
+        /proc/net/tcp prints 0 as a listener's tx_queue; the limit is only in
+        sock_diag netlink (idiag_wqueue). A kernel-side LISTEN filter keeps this to
+        the few listening sockets, so pyroute2 is cheap here.
+        """
+        if not self.live_extras:
+            if os.path.exists(self.path(BACKLOGS_FILE)) or BACKLOGS_FILE in self.recorded_errors:
+                self.read(sample, BACKLOGS_FILE)
+            return
+        from netdoctor.sources.sockdiag import listen_backlogs
+
+        backlogs, error = listen_backlogs()
+        if backlogs is not None:
+            sample.files[BACKLOGS_FILE] = json.dumps(
+                {str(inode): limit for inode, limit in sorted(backlogs.items())}, sort_keys=True
+            )
+        if error:
+            sample.errors[BACKLOGS_FILE] = error
 
     def read_interface(self, sample: RawSample, iface: str) -> None:
         base = f"sys/class/net/{iface}"
@@ -230,6 +254,31 @@ class Reader:
                     if os.path.exists(self.path(rel)) or rel in self.recorded_errors:
                         self.read(sample, rel)
         self.read_ethtool(sample, iface)
+        self.read_nic_device(sample, iface)
+
+    def read_nic_device(self, sample: RawSample, iface: str) -> None:
+        """Which bus device a NIC is ("virtio2", "0000:3b:00.0"): IRQ names use it, not the NIC's name."""
+        rel = f"{NIC_DEVICE_DIR}/{iface}.json"
+        if os.path.exists(self.path(rel)) or rel in self.recorded_errors:
+            self.read(sample, rel)
+            return
+        device_link = self.path(f"sys/class/net/{iface}/device")
+        if not os.path.islink(device_link):
+            return
+        info: dict[str, str] = {}
+        try:
+            target = os.path.realpath(device_link)
+            info["device"] = os.path.basename(target)
+            parent = os.path.basename(os.path.dirname(target))
+            if parent and ":" in parent:
+                info["bus"] = parent  # a virtio device's PCI function
+            driver = os.path.join(target, "driver")
+            if os.path.islink(driver):
+                info["driver"] = os.path.basename(os.path.realpath(driver))
+        except OSError as exc:
+            sample.errors[rel] = describe_error(rel, exc)
+            return
+        sample.files[rel] = json.dumps(info, sort_keys=True)
 
     def read_ethtool(self, sample: RawSample, iface: str) -> None:
         rel = f"{ETHTOOL_DIR}/{iface}.json"
