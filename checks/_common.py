@@ -123,6 +123,15 @@ def per_s(rate: float) -> str:
     return f"{rate:.2f}/s"
 
 
+def seconds(duration: float | None) -> str:
+    """A window for a summary: "10s", "0.3s", "?s" when unknown."""
+    if duration is None or not math.isfinite(duration):
+        return "?s"
+    return (
+        f"{duration:.0f}s" if duration >= 10 else f"{duration:.1g}s" if duration < 1 else f"{duration:.1f}s"
+    )
+
+
 def cpu_order(cpu: str) -> tuple[int, str]:
     """Sort key that puts CPU "10" after CPU "9"."""
     return (int(cpu), cpu) if cpu.isdigit() else (1 << 30, cpu)

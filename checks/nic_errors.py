@@ -42,6 +42,7 @@ from netdoctor.checks._common import (
     magnitude,
     pct,
     per_s,
+    seconds,
     settings,
     severity_for,
 )
@@ -185,7 +186,7 @@ def _judge(
     changes = rates.get(CARRIER, 0.0) * window
     if changes > float(limits["flap_changes"]):
         ev = [evidence(view, CARRIER, changes, labels=labels, threshold=float(limits["flap_changes"]))]
-        text = f"link flapping: {changes:.0f} carrier changes in {window:.0f}s"
+        text = f"link flapping: {changes:.0f} carrier changes in {seconds(window)}"
         out.append(_finding(device, Severity.WARNING, text, NIC_FLAPPING, magnitude(changes, 1.0), ev))
     return out
 

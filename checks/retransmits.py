@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from netdoctor.checks._common import evidence, magnitude, pct, per_s, settings, severity_for, total
+from netdoctor.checks._common import evidence, magnitude, pct, per_s, seconds, settings, severity_for, total
 
 from netdoctor.causes import TCP_RETRANSMITS
 from netdoctor.model import Evidence, Finding
@@ -76,7 +76,7 @@ def run(view: View, thresholds: Mapping[str, Any]) -> list[Finding]:
         finding = Finding.healthy(
             ID,
             f"too little TCP traffic to judge a retransmit ratio: {sent_in_window:.0f} segments sent "
-            f"in {view.interval_s:.0f}s (< {min_out:.0f}), {retrans * view.interval_s:.0f} retransmitted",
+            f"in {seconds(view.interval_s)} (< {min_out:.0f}), {retrans * view.interval_s:.0f} retransmitted",
             base,
         )
         finding.confidence = 0.5

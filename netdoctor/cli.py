@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from netdoctor.sources.prometheus import prometheus_options
+
 EXIT_UNKNOWN = 3
 
 
@@ -72,6 +74,7 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table")
 @click.option("--config", "config_path", type=click.Path(), default=None, help="TOML config file.")
 @click.option("--set", "set_values", multiple=True, help="Override a threshold: CHECK.NAME=VALUE.")
+@prometheus_options
 def diagnose(
     interval: float | None,
     from_capture: str | None,
@@ -82,8 +85,9 @@ def diagnose(
     fmt: str,
     config_path: str | None,
     set_values: tuple[str, ...],
+    **prometheus: Any,
 ) -> None:
-    """Sample the host (or replay a capture) and print a ranked diagnosis."""
+    """Sample the host (or replay a capture, or read Prometheus history) and print a ranked diagnosis."""
     from pathlib import Path
 
     from netdoctor.config import load_config, merge_overrides
@@ -106,6 +110,14 @@ def diagnose(
         raise click.BadParameter("must be positive", param_hint="--interval")
     wanted = [c.strip() for c in only.split(",") if c.strip()] if only else None
     checks = load_checks([Path(d) for d in (*config.checks_dirs, *checks_dir)], wanted)
+    if prometheus["prometheus_url"]:  # history: one instance (--instance) or the whole fleet (--fleet)
+        from netdoctor.sources.prometheus import run_from_cli
+
+        if from_capture:
+            raise click.BadParameter("use either --from or --prometheus", param_hint="--prometheus")
+        text, code = run_from_cli(prometheus, checks, overrides, fmt)
+        click.echo(text, nl=False)
+        sys.exit(code)
     if from_capture:
         from netdoctor.sources.capture import CaptureSource
 

@@ -46,7 +46,8 @@ class FixContext:
 
 
 def _kernel(writer: Writer, rel: str, value: Any, why: str = "") -> Change:
-    return writer.read_before(Change(KERNEL, rel, str(value), why=why))
+    # Newline-terminated, as the kernel prints it, so a tree written by a fix reads like a real one.
+    return writer.read_before(Change(KERNEL, rel, f"{value}\n", why=why))
 
 
 def _file(writer: Writer, rel: str, content: str) -> Change:

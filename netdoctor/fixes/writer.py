@@ -81,7 +81,7 @@ class Writer:
             return None
         except OSError as exc:
             raise FixFailed(f"cannot read /{change.target}: {exc.strerror or exc}") from exc
-        return text.strip() if change.kind == KERNEL else text
+        return text  # raw, so a rollback restores it byte for byte; comparisons normalise
 
     def read_before(self, change: Change) -> Change:
         change.before = self.read(change)

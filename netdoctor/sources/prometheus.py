@@ -620,3 +620,87 @@ def annotate_history(diagnosis: Any, view: PrometheusView) -> None:
                 note=f"{TREND_NOTE} {promql.format_duration(view.lookback_s)} {sparkline([v for _, v in points])}",
             )
         )
+
+
+# ---- the `diagnose --prometheus` command line ---------------------------------------
+
+
+def prometheus_options(command: Any) -> Any:
+    """The `diagnose` options of the Prometheus source (kept here so cli.py stays thin)."""
+    import click
+
+    options = [
+        click.option("--prometheus", "prometheus_url", metavar="URL", help="Diagnose from this Prometheus API."),
+        click.option("--instance", metavar="HOST:PORT", help="The node_exporter instance label to diagnose."),
+        click.option("--at", "at_text", metavar="TIME", help="RFC 3339, Unix timestamp, or -30m (default now)."),
+        click.option("--window", default="5m", show_default=True, help="Rate window (PromQL duration)."),
+        click.option("--lookback", default="1h", show_default=True, help="How far back peaks are searched."),
+        click.option("--fleet", is_flag=True, help="Rank every instance (see --selector) by its worst problem."),
+        click.option("--selector", metavar="'{job=\"node\"}'", help="Label matchers restricting the series."),
+        click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="HTTP timeout, s."),
+        click.option("--bearer-token-file", type=click.Path(), help="File holding a bearer token."),
+        click.option("--basic-auth", metavar="USER:PASSWORD-FILE", help="HTTP basic auth; password read from file."),
+        click.option("--ca-file", type=click.Path(), help="CA bundle to verify the server's certificate."),
+        click.option("--insecure-skip-verify", is_flag=True, help="Do not verify the TLS certificate."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def run_from_cli(options: Mapping[str, Any], checks: Any, overrides: Mapping[str, Any], fmt: str) -> tuple[str, int]:
+    """Build the source from the parsed flags, diagnose one instance or the fleet: (text, exit code)."""
+    from netdoctor.errors import UsageError
+
+    try:
+        at = promql.parse_time(options.get("at_text"))
+        window_s = promql.parse_duration(options.get("window") or "5m")
+        lookback_s = promql.parse_duration(options.get("lookback") or "1h")
+        matchers = promql.parse_selector(options.get("selector"))
+    except promql.PromQLInputError as exc:
+        raise UsageError(str(exc)) from None
+    timeout_s = float(options.get("timeout_s") or 30.0)
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        raise UsageError("--timeout must be positive")
+    auth = Auth(
+        bearer_token_file=options.get("bearer_token_file"),
+        basic_auth=options.get("basic_auth"),
+        ca_file=options.get("ca_file"),
+        insecure_skip_verify=bool(options.get("insecure_skip_verify")),
+    )
+    url = str(options["prometheus_url"])
+    if options.get("fleet"):
+        if options.get("instance"):
+            raise UsageError("--fleet ranks every instance: drop --instance (or use --selector)")
+        from netdoctor.fleet import rank_fleet, render_fleet
+
+        report = rank_fleet(
+            PrometheusClient(url, timeout_s, auth),
+            at=at,
+            window_s=window_s,
+            lookback_s=lookback_s,
+            selector=matchers,
+            check_thresholds={spec.id: spec.thresholds for spec in checks.specs},
+            overrides=overrides,
+        )
+        return render_fleet(report, fmt), report.exit_code()
+    if not options.get("instance"):
+        raise UsageError("--prometheus needs --instance HOST:PORT (or --fleet)")
+    diagnosis = diagnose_instance(
+        PrometheusSource(url, str(options["instance"]), at, window_s, lookback_s, matchers, timeout_s, auth),
+        checks,
+        overrides,
+    )
+    from netdoctor.render import render
+
+    return render(diagnosis, fmt), diagnosis.exit_code()
+
+
+def diagnose_instance(source: PrometheusSource, checks: Any, overrides: Mapping[str, Any] | None = None) -> Any:
+    """Fetch the history the checks need, run them, and date each finding's start and peak."""
+    from netdoctor.engine import diagnose
+
+    view = source.view(needs_of(checks.specs))
+    diagnosis = diagnose(view, checks, overrides)
+    annotate_history(diagnosis, view)
+    return diagnosis

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import sys
 
 from netdoctor.checks import conntrack
 
 from netdoctor.causes import CONNTRACK_DROPS, CONNTRACK_FULL
 from netdoctor.model import Severity, Status
 from netdoctor.sources.inventory import Inventory
+from tests.checks.test_nic_errors import exporter_in, in_netns, real_netns, view_between
+from tests.conftest import require_binary
 from tests.viewbuilder import make_view
 
 ENTRIES = "node_nf_conntrack_entries"
@@ -150,3 +153,29 @@ def test_hostile_values():
     huge = run(_view(1e12, 65_536))[0]
     assert huge.severity is Severity.CRITICAL and math.isfinite(huge.magnitude)
     assert run(_view(-5, 65_536))[0].status is Status.CANNOT_JUDGE
+
+
+def test_real_conntrack_counts_flows_in_a_namespace():
+    """Real kernel + real node_exporter: 50 tracked UDP flows show up as entries, table healthy."""
+    require_binary("nft")
+    with real_netns("ct") as ns:
+        rules = (
+            "table inet ndchk {\n chain output {\n type filter hook output priority 0;\n"
+            " ct state new accept\n }\n}\n"
+        )
+        in_netns(ns, "nft", "-f", "-", stdin=rules)
+        send = (
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "for port in range(20000, 20050):\n    s.sendto(b'x', ('127.0.0.1', port))\n"
+        )
+        with exporter_in(ns, ["conntrack", "meminfo"]) as scrape:
+            first = scrape()
+            in_netns(ns, sys.executable, "-c", send)
+            second = scrape()
+    view = view_between(first, second)
+    finding = run(view)[0]
+    assert finding.status is Status.HEALTHY and finding.confidence == 1.0
+    entries = next(e for e in finding.evidence if e.note == "entries now")
+    assert entries.value >= 50
+    limit = next(e for e in finding.evidence if e.metric == LIMIT)
+    assert limit.value == float(open("/proc/sys/net/netfilter/nf_conntrack_max").read())

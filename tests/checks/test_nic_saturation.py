@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
 
 from netdoctor.checks import nic_saturation
 from netdoctor.checks._common import VIRTUAL_IFACE_REGEX
@@ -11,6 +12,7 @@ from netdoctor.checks._common import VIRTUAL_IFACE_REGEX
 from netdoctor.causes import NIC_LINE_RATE
 from netdoctor.model import EntityKind, Severity, Status
 from netdoctor.sources.inventory import Inventory, NicInfo
+from tests.checks.test_nic_errors import exporter_in, real_netns, view_between
 from tests.viewbuilder import make_view
 
 GBIT = 125_000_000.0  # 1 Gbit/s in bytes/s
@@ -132,3 +134,20 @@ def test_zero_traffic_and_hostile_values():
         0.0,
     )
     assert run(zero_interval)[0].status is Status.CANNOT_JUDGE
+
+
+def test_real_veth_speed_from_node_exporter():
+    """Real kernel + node_exporter: veth reports 10 Gbit/s; excluded by default, judged when asked."""
+    with real_netns("sat") as ns:
+        subprocess.run(
+            ["ip", "-n", ns, "link", "add", "vethA", "type", "veth", "peer", "name", "vethB"], check=True
+        )
+        for dev in ("vethA", "vethB"):
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+        with exporter_in(ns, ["netdev", "netclass"]) as scrape:
+            view = view_between(scrape(), scrape())
+    assert run(view)[0].status is Status.CANNOT_JUDGE  # only lo and veth: nothing physical to judge
+    finding = run(view, exclude_iface="^lo$")[0]
+    assert finding.status is Status.HEALTHY
+    speeds = {e.labels["device"]: e.value for e in finding.evidence}
+    assert speeds == {"vethA": 1.25e9, "vethB": 1.25e9}  # 10000 Mb/s in bytes/s, no * 8

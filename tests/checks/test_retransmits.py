@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 from netdoctor.checks import retransmits
 
 from netdoctor.causes import TCP_RETRANSMITS
 from netdoctor.model import EntityKind, Severity, Status
+from tests.checks.test_nic_errors import exporter_in, in_netns, real_netns, view_between
+from tests.conftest import require_binary
 from tests.viewbuilder import make_view
 
 RETRANS = "node_netstat_Tcp_RetransSegs"
@@ -98,3 +102,75 @@ def test_hostile_values():
     assert run(reset)[0].status is Status.HEALTHY
     huge = run(_view(1e15, 1e14))[0]
     assert huge.severity is Severity.CRITICAL and math.isfinite(huge.magnitude)
+
+
+# --- real kernel, real node_exporter: TCP over a veth between two namespaces, nft dropping a share ----------
+
+SERVER = """
+import socket
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("10.78.0.2", 5001))
+srv.listen(1)
+print("ready", flush=True)
+conn, _ = srv.accept()
+while conn.recv(1 << 16):
+    pass
+"""
+CLIENT = """
+import socket, sys
+sock = socket.create_connection(("10.78.0.2", 5001), timeout=30)
+chunk = b"x" * 65536
+for _ in range(int(sys.argv[1])):
+    sock.sendall(chunk)
+sock.close()
+"""
+
+
+def _tcp_pair(drop_percent: int, chunks: int):
+    """Send chunks x 64 KiB from netns `cli` to `srv`; returns the View of the client's counters."""
+    with real_netns("rtx-cli") as cli, real_netns("rtx-srv") as srv:
+        subprocess.run(
+            ["ip", "-n", cli, "link", "add", "c0", "type", "veth", "peer", "name", "s0", "netns", srv],
+            check=True,
+        )
+        for ns, dev, addr in ((cli, "c0", "10.78.0.1/24"), (srv, "s0", "10.78.0.2/24")):
+            subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", dev], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+        if drop_percent:
+            require_binary("nft")
+            rules = (
+                "table inet ndchk {\n chain input {\n type filter hook input priority 0;\n"
+                f" tcp dport 5001 numgen random mod 100 < {drop_percent} drop\n }}\n}}\n"
+            )
+            in_netns(srv, "nft", "-f", "-", stdin=rules)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", srv, sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            with exporter_in(cli, ["netstat"]) as scrape:
+                first = scrape()
+                in_netns(cli, sys.executable, "-c", CLIENT, str(chunks))
+                second = scrape()
+        finally:
+            server.kill()
+            server.wait(timeout=5)
+    return view_between(first, second), first, second
+
+
+def test_real_lossy_path_is_flagged_and_matches_the_kernel_counters():
+    view, first, second = _tcp_pair(drop_percent=5, chunks=200)
+    finding = run(view)[0]
+    assert finding.severity in (Severity.WARNING, Severity.CRITICAL)
+    retrans = second.series[RETRANS][()] - first.series[RETRANS][()]
+    out = second.series[OUT][()] - first.series[OUT][()]
+    ratio = next(e for e in finding.evidence if e.metric == "tcp_retransmit_ratio")
+    assert out >= 1000 and math.isclose(ratio.value, retrans / out)
+    assert ratio.value > 0.01
+
+
+def test_real_clean_path_is_healthy():
+    view, _, _ = _tcp_pair(drop_percent=0, chunks=200)
+    finding = run(view)[0]
+    assert finding.status is Status.HEALTHY and finding.confidence == 1.0

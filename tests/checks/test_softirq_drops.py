@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 from netdoctor.checks import softirq_drops
 from netdoctor.checks.softirq_drops import cpu_mask
@@ -10,6 +11,8 @@ from netdoctor.checks.softirq_drops import cpu_mask
 from netdoctor.causes import BUDGET_SHORT, IRQ_PINNED, SOFTIRQ_SATURATED, SOFTNET_DROPS
 from netdoctor.model import EntityKind, Severity, Status
 from netdoctor.sources.inventory import Inventory, IrqInfo, NicInfo
+from netdoctor.view import Sample, SampleView
+from tests.node_exporter import node_exporter, scrape
 from tests.viewbuilder import make_view
 
 DROPPED = "node_softnet_dropped_total"
@@ -211,3 +214,23 @@ def test_cpu_mask_matches_the_kernel_format():
     assert cpu_mask([1, 2, 3]) == "e"
     assert cpu_mask(list(range(40))) == "ff,ffffffff"
     assert cpu_mask([32]) == "1,00000000"
+
+
+def test_real_host_counters_from_node_exporter():
+    """Real /proc via the real node_exporter (no inventory, as on Prometheus): judged from series alone."""
+    with node_exporter(["softnet", "cpu", "interrupts"]) as url:
+        first = Sample(taken_at=time.monotonic())
+        for (name, labels), value in scrape(url).items():
+            first.add(name, labels, value)
+        time.sleep(1.0)
+        second = Sample(taken_at=time.monotonic())
+        for (name, labels), value in scrape(url).items():
+            second.add(name, labels, value)
+    view = SampleView(first, second, second.taken_at - first.taken_at, source="node_exporter")
+    findings = run(view)
+    assert findings and all(f.status in (Status.HEALTHY, Status.PROBLEM) for f in findings)
+    online = len([line for line in open("/proc/net/softnet_stat") if line.strip()])
+    assert len(view.rate(DROPPED)) == online
+    if findings[0].status is Status.HEALTHY:
+        assert "busiest softirq CPU" in findings[0].summary
+        assert "guessed from interrupt names" in findings[0].summary  # interrupts on, inventory off
