@@ -13,7 +13,8 @@ Thresholds (all overridable):
   is at least this share of its backlog is named as full: the kernel drops once the queue
   exceeds the backlog (sk_acceptq_is_full), so at 100% the next connection is refused.
   /proc/net/tcp does not hold the backlog (its tx_queue column is 0 for a listener; `ss`
-  gets Send-Q from netlink), so when tx_queue is 0 the backlog is bounded by
+  gets Send-Q from netlink), so the live source asks sock_diag for each listener's limit
+  (`inventory.listen_backlogs`); where that is unknown the backlog is bounded by
   net.core.somaxconn instead: a queue at somaxconn is full whatever the app asked for.
   Listeners with a shorter non-empty queue are "backed up": named, with confidence 0.7,
   only while the overflow counters fire (the likely culprits; their limit is unknown).
@@ -96,6 +97,13 @@ def _backlog_fix(view: View, current_backlog: int, min_backlog: int, listener: s
     return FixSuggestion("backlog", summary + "; both cap the accept queue", command, params)
 
 
+def _backlog(view: View, sock: Socket) -> int:
+    """The listener's accept-queue limit: sock_diag's answer (live, captures), else /proc's 0 = unknown."""
+    if sock.tx_queue > 0:
+        return sock.tx_queue
+    return view.inventory.listen_backlogs.get(sock.inode, 0) if view.inventory else 0
+
+
 def _listeners(view: View, ratio: float) -> tuple[list[Socket], list[Socket]]:
     """(full, backed up) listeners, largest queue first; see `full_queue_ratio`."""
     sockets = view.inventory.sockets if view.inventory else None
@@ -106,7 +114,8 @@ def _listeners(view: View, ratio: float) -> tuple[list[Socket], list[Socket]]:
     for sock in sorted(sockets.listeners(), key=lambda s: (-s.rx_queue, s.local_port)):
         if sock.rx_queue <= 0:
             continue
-        limit = sock.tx_queue if sock.tx_queue > 0 else somaxconn
+        known = _backlog(view, sock)
+        limit = known if known > 0 else somaxconn
         if limit is not None and limit > 0 and sock.rx_queue >= ratio * limit:
             full.append(sock)
         else:
@@ -125,7 +134,8 @@ def _listener_finding(
 ) -> Finding:
     listener = _endpoint(sock.local_ip, sock.local_port)
     owner = _owner(view, sock.inode) or "owner unknown"
-    backlog = f"backlog {sock.tx_queue}" if sock.tx_queue > 0 else "backlog not in /proc/net/tcp"
+    limit = _backlog(view, sock)
+    backlog = f"backlog {limit}" if limit > 0 else "backlog unknown: not in /proc/net/tcp"
     state = "is full" if full else "is backed up while listen overflows occur"
     return Finding(
         check=ID,
@@ -136,13 +146,13 @@ def _listener_finding(
         ),
         entity=Entity(EntityKind.LISTENER, listener),
         confidence=1.0 if full else 0.7,
-        magnitude=max(sock.rx_queue / sock.tx_queue if sock.tx_queue > 0 else 1.0, rate_magnitude),
+        magnitude=max(sock.rx_queue / limit if limit > 0 else 1.0, rate_magnitude),
         evidence=[
-            Evidence("accept_queue", sock.rx_queue, {"listener": listener}, float(sock.tx_queue) or None),
+            Evidence("accept_queue", sock.rx_queue, {"listener": listener}, float(limit) or None),
             *evidence,
         ],
         tags=[LISTEN_OVERFLOW],
-        fixes=[_backlog_fix(view, sock.tx_queue or sock.rx_queue, min_backlog, listener)],
+        fixes=[_backlog_fix(view, limit or sock.rx_queue, min_backlog, listener)],
     )
 
 

@@ -170,7 +170,7 @@ def _spread_fix(
             FixSuggestion(
                 "rss",
                 f"enable {target} {key} channels on {name}",
-                f"netdoctor fix --rss {name} --{key} {target}",
+                f"netdoctor fix --rss {name} --queues {target}",
                 {"interface": name, key: target, "current": channels.get(key, 0)},
             ),
         )
@@ -181,7 +181,7 @@ def _spread_fix(
         FixSuggestion(
             "rps",
             f"steer {name} rx-0 to CPUs {spread} with RPS (rps_cpus={mask})",
-            f"netdoctor fix --rps {name} --cpus {mask}",
+            f"netdoctor fix --rss {name}",
             {"interface": name, "queue": "rx-0", "rps_cpus": mask, "cpus": spread},
         ),
     )

@@ -21,7 +21,12 @@ WRAP_32 = 2**32
 
 
 def label_key(labels: Mapping[str, str] | None = None) -> LabelKey:
-    return tuple(sorted((labels or {}).items()))
+    """Hashable, order-independent form of a label set (hot: called once per series)."""
+    if not labels:
+        return ()
+    if len(labels) == 1:
+        return tuple(labels.items())
+    return tuple(sorted(labels.items()))
 
 
 @dataclass(frozen=True)

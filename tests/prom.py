@@ -77,9 +77,9 @@ class History:
                 break
             if previous is not None:
                 value += fn(t) * (t - previous)
-                if resets and t >= resets[0]:
+                if resets and t >= resets[0]:  # restarted just after the previous scrape
                     resets.pop(0)
-                    value = 0.0
+                    value = fn(t) * (t - previous)
             points.append((t, value))
             previous = t
         self.series[(name, tuple(sorted(labels.items())))] = points

@@ -12,12 +12,22 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import require, require_binary, require_root
-from tests.netns import Namespace, netdoctor_argv, run_in
+from tests.netns import (
+    NS_PREFIX,
+    Namespace,
+    cleanup_stale_namespaces,
+    netdoctor_argv,
+    netns_pair,
+    run_in,
+    start_worker,
+    workers,
+)
 from tests.scenarios import (
     ephemeral_ports,
     healthy,
@@ -186,3 +196,33 @@ def test_quiet_namespace_has_no_namespace_scoped_problem() -> None:
     judged = {f["check"]: f["status"] for f in walk(report["findings"]) if f["check"] in scoped}
     assert set(judged) == scoped
     assert judged["socket_states"] == "healthy" and judged["ephemeral_ports"] == "healthy"
+
+
+# --- the namespace machinery itself -----------------------------------------------------------
+
+
+def test_namespaces_and_workers_are_removed_even_when_the_test_fails() -> None:
+    seen: dict[str, Any] = {}
+    with pytest.raises(RuntimeError, match="boom"):
+        with netns_pair() as pair, workers() as started:
+            started.append(
+                start_worker(pair.server, "tests.netns:tcp_server", pair.server.address, 8080, "hold")
+            )
+            seen["names"] = (pair.client.name, pair.server.name)
+            seen["pid"] = started[0].pid
+            raise RuntimeError("boom")
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for name in seen["names"]:
+        assert name not in listed
+    assert not Path(f"/proc/{seen['pid']}").exists()
+
+
+def test_stale_namespaces_of_a_dead_run_are_cleaned() -> None:
+    dead_pid = 4_000_000  # above pid_max's default range: no live process has it
+    stale = f"{NS_PREFIX}{dead_pid}-1-c"
+    subprocess.run(["ip", "netns", "add", stale], check=True)
+    try:
+        assert stale in cleanup_stale_namespaces()
+        assert stale not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["ip", "netns", "delete", stale], capture_output=True)

@@ -49,6 +49,11 @@ def render_table(diagnosis: Diagnosis, width: int | None = None) -> str:
         )
     else:
         lines.append("No problem found.")
+    # --- history (Prometheus source only): when each problem started / peaked, with a sparkline ---
+    from netdoctor.render.sparkline import history_lines
+
+    lines.extend(history_lines(diagnosis))
+    # --- end history ---
     if healthy:
         lines.append("healthy: " + ", ".join(healthy))
     for problem in diagnosis.problems:

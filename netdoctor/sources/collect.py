@@ -223,7 +223,8 @@ class _Builder:
                 inventory.missing[name] = _cannot(rel, self.raw.errors.get(rel, "not read"))
         inventory.cpus = self._online_cpus()
         inventory.nics = {iface: self._nic(iface) for iface in self.physical_interfaces()}
-        inventory.irqs = self._irqs(set(inventory.nics) | self._all_interface_names(), self._device_aliases())
+        # Only physical NICs have IRQs: matching thousands of veth names against each IRQ would be quadratic.
+        inventory.irqs = self._irqs(set(inventory.nics), self._device_aliases())
         self._sockets(inventory)
         return inventory
 
@@ -237,15 +238,6 @@ class _Builder:
             return online_cpus(parse_stat(text))
         except ParseError:
             return []
-
-    def _all_interface_names(self) -> set[str]:
-        from netdoctor.sources.parsers.netdev import parse_netdev
-
-        text = self.raw.files.get("proc/net/dev")
-        try:
-            return set(parse_netdev(text)) if text is not None else set()
-        except ParseError:
-            return set()
 
     def _nic(self, iface: str) -> NicInfo:
         from netdoctor.sources.parsers.sysctl import parse_cpu_mask, parse_int
@@ -342,7 +334,8 @@ class _Builder:
                     unreadable.append(_cannot(rel, self.raw.errors.get(rel, "not read")))
                 continue
             try:
-                tables.append(parse_socket_table(text, proto, family))
+                cached = self.raw.parsed.get(rel)
+                tables.append(cached if cached is not None else parse_socket_table(text, proto, family))
             except ParseError as exc:
                 unreadable.append(f"cannot parse /{rel}: {exc}")
         if unreadable:

@@ -166,7 +166,7 @@ class PrometheusClient:
             session=session,
             timeout=self.timeout_s,
             # No hidden retries: each request is counted, and "down" must answer fast.
-            retry=Retry(total=0, raise_on_status=False),
+            retry=Retry(total=0, read=False, raise_on_status=False),
         )
         self._connect._session.verify = session.verify
         return self._connect
@@ -191,6 +191,10 @@ class PrometheusClient:
                 f"{where} did not answer {what} within {self.timeout_s:g} s (raise --timeout, or shorten --lookback)"
             ) from None
         except requests.exceptions.ConnectionError as exc:
+            if "timed out" in str(exc).lower():
+                raise SourceError(
+                    f"{where} did not answer {what} within {self.timeout_s:g} s (raise --timeout, or shorten --lookback)"
+                ) from None
             reason = "connection refused" if "refused" in str(exc).lower() else exc.__class__.__name__
             raise SourceError(f"cannot reach {where}: {reason} (is it running? check --prometheus)") from None
         except requests.exceptions.RequestException as exc:

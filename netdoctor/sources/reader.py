@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 # Where the capture keeps what is not a kernel file (errors met, ethtool answers, socket owners).
 META_DIR = ".netdoctor"
@@ -114,6 +115,8 @@ class RawSample:
     errors: dict[str, str] = field(default_factory=dict)
     taken_at: float = field(default=0.0, compare=False)  # time.monotonic() of the read
     wall_time: float = field(default=0.0, compare=False)
+    # Socket tables already parsed while reading (owner lookup), so the collector does not parse twice.
+    parsed: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def describe_error(rel: str, exc: BaseException) -> str:
@@ -196,9 +199,21 @@ class Reader:
             self.read(sample, rel)
 
     def physical_interfaces(self, sample: RawSample) -> list[str]:
-        """Interfaces backed by a device (a `device` link in sysfs): the only ones whose sysfs we read."""
+        """Interfaces backed by a device (a `device` link in sysfs): the only ones whose sysfs we read.
+
+        Virtual interfaces (veth, bridges...) live under /sys/devices/virtual/net: one
+        listing rules thousands of them out without a stat each.
+        """
         names = self.listdir(sample, "sys/class/net")
-        return [name for name in names if os.path.isdir(self.path(f"sys/class/net/{name}/device"))]
+        try:
+            virtual = set(os.listdir(self.path("sys/devices/virtual/net")))
+        except OSError:
+            virtual = set()
+        return [
+            name
+            for name in names
+            if name not in virtual and os.path.isdir(self.path(f"sys/class/net/{name}/device"))
+        ]
 
     def sample(self, *, sockets: bool) -> RawSample:
         sample = RawSample(taken_at=time.monotonic(), wall_time=time.time())
@@ -295,7 +310,7 @@ class Reader:
             sample.errors[rel] = error
 
     def read_owners(self, sample: RawSample) -> None:
-        """Which process holds each CLOSE_WAIT socket and each listener with a queue.
+        """Which process holds each CLOSE_WAIT socket, each listener with a queue, each UDP socket with drops.
 
         Only those: scanning every fd of every process costs time proportional to all
         sockets on the host, and the checks name owners only for these.
@@ -311,14 +326,19 @@ class Reader:
         wanted: set[int] = set()
         for rel, proto, family in SOCKET_FILES:
             text = sample.files.get(rel)
-            if text is None or proto != "tcp":
+            if text is None:
                 continue
             try:
                 table = parse_socket_table(text, proto, family)
             except ParseError:
                 continue
-            wanted.update(s.inode for s in table.in_state("CLOSE_WAIT") if s.inode)
-            wanted.update(s.inode for s in table.listeners() if s.rx_queue > 0 and s.inode)
+            sample.parsed[rel] = table
+            if proto == "tcp":
+                wanted.update(s.inode for s in table.in_state("CLOSE_WAIT") if s.inode)
+                wanted.update(s.inode for s in table.listeners() if s.rx_queue > 0 and s.inode)
+            else:
+                # UDP sockets that dropped datagrams: the socket_buffers check names their owner.
+                wanted.update(s.inode for s in table if s.drops > 0 and s.inode)
         owners = find_socket_owners(self.path("proc"), wanted) if wanted else {}
         sample.files[OWNERS_FILE] = json.dumps(
             {str(inode): [pid, comm] for inode, (pid, comm) in sorted(owners.items())}, sort_keys=True

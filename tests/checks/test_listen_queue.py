@@ -212,3 +212,14 @@ def test_real_kernel_listener_that_never_accepts() -> None:
     assert finding.severity is Severity.CRITICAL  # >= 18 overflows in a 1 s window
     assert f"(pid {os.getpid()})" in finding.summary
     assert finding.evidence[1].value >= 18
+
+
+def test_backlog_from_sock_diag_marks_a_small_listener_full() -> None:
+    """/proc says tx_queue 0; the sock_diag limit (inventory.listen_backlogs) says the queue of 2 is full."""
+    inv = inventory([tcp_row(0, "10.0.0.1", 8080, 0x0A, rx=2, inode=77)])
+    assert listen_queue.run(view(0.0, inv=inv), T)[0].status is Status.HEALTHY
+    inv.listen_backlogs = {77: 1}
+    [finding] = listen_queue.run(view(0.0, inv=inv), T)
+    assert finding.entity.name == "10.0.0.1:8080"
+    assert finding.confidence == 1.0
+    assert "backlog 1" in finding.summary

@@ -152,7 +152,7 @@ def test_single_queue_without_rps_gets_an_rps_mask():
     findings = run(_view(drops={0: 4.0}, inventory=_inventory(irqs=1, nic=nic)))
     fix = tagged(findings, IRQ_PINNED)[0].fixes[0]
     assert fix.fix_id == "rps" and fix.params["rps_cpus"] == "e" and fix.params["cpus"] == [1, 2, 3]
-    assert fix.command == "netdoctor fix --rps eth0 --cpus e"
+    assert fix.command == "netdoctor fix --rss eth0"
 
 
 def test_single_queue_with_spare_channels_gets_rss():
@@ -160,7 +160,7 @@ def test_single_queue_with_spare_channels_gets_rss():
     findings = run(_view(drops={0: 4.0}, inventory=_inventory(irqs=1, nic=nic)))
     fix = tagged(findings, IRQ_PINNED)[0].fixes[0]
     assert fix.fix_id == "rss" and fix.params["combined"] == 4
-    assert fix.command == "netdoctor fix --rss eth0 --combined 4"
+    assert fix.command == "netdoctor fix --rss eth0 --queues 4"
 
 
 def test_single_queue_with_rps_already_on_is_not_blamed():

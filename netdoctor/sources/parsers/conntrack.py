@@ -44,7 +44,9 @@ def parse_conntrack_stat(text: str) -> list[dict[str, int]]:
     header_number, header_line = lines[0]
     header = header_line.split()
     if not header or header[0] != "entries" or not all(_NAME.fullmatch(name) for name in header):
-        raise ParseError(f"line {header_number}: header does not start with 'entries': {header_line.strip()!r}")
+        raise ParseError(
+            f"line {header_number}: header does not start with 'entries': {header_line.strip()!r}"
+        )
     if len(set(header)) != len(header):
         raise ParseError(f"line {header_number}: a column name repeats in the header")
     rows: list[dict[str, int]] = []
@@ -55,7 +57,7 @@ def parse_conntrack_stat(text: str) -> list[dict[str, int]]:
         bad = next((field for field in fields if not _HEX.fullmatch(field)), None)
         if bad is not None:
             raise ParseError(f"line {number}: {bad!r} is not a hex counter")
-        rows.append({name: int(field, 16) for name, field in zip(header, fields)})
+        rows.append({name: int(field, 16) for name, field in zip(header, fields, strict=True)})
     if not rows:
         raise ParseError(f"line {header_number}: header but no CPU rows")
     return rows

@@ -90,8 +90,10 @@ def parse_stat(text: str) -> StatInfo:
         cpu_match = _CPU_NAME.fullmatch(key)
         if cpu_match:
             if not 4 <= len(values) <= len(CPU_MODES):
-                raise ParseError(f"line {number}: {key} has {len(values)} columns, expected 4-{len(CPU_MODES)}")
-            times = CpuTimes(**dict(zip(CPU_MODES, _uints(values, number))))
+                raise ParseError(
+                    f"line {number}: {key} has {len(values)} columns, expected 4-{len(CPU_MODES)}"
+                )
+            times = CpuTimes(**dict(zip(CPU_MODES, _uints(values, number), strict=False)))
             if cpu_match.group(1):
                 cpu = int(cpu_match.group(1))
                 if cpu in info.cpus:
@@ -111,7 +113,7 @@ def parse_stat(text: str) -> StatInfo:
                 info.interrupts_total = numbers[0]
             else:
                 info.softirqs_total = numbers[0]
-                info.softirqs = dict(zip(SOFTIRQ_VECTORS, numbers[1:]))
+                info.softirqs = dict(zip(SOFTIRQ_VECTORS, numbers[1:], strict=False))
         elif key in ("ctxt", "btime", "processes", "procs_running", "procs_blocked"):
             if len(values) != 1:
                 raise ParseError(f"line {number}: {key} should have one value, has {len(values)}")
@@ -149,7 +151,9 @@ def stat_metrics(info: StatInfo) -> list[Metric]:
         for mode, column in (("user", "guest"), ("nice", "guest_nice")):
             ticks = times.ticks(column)
             if ticks is not None:
-                metrics.append(("node_cpu_guest_seconds_total", {"cpu": str(cpu), "mode": mode}, ticks / USER_HZ))
+                metrics.append(
+                    ("node_cpu_guest_seconds_total", {"cpu": str(cpu), "mode": mode}, ticks / USER_HZ)
+                )
     scalars = (
         ("node_intr_total", info.interrupts_total),
         ("node_context_switches_total", info.context_switches),
@@ -159,5 +163,7 @@ def stat_metrics(info: StatInfo) -> list[Metric]:
         ("node_procs_blocked", info.procs_blocked),
     )
     metrics.extend((name, {}, float(value)) for name, value in scalars if value is not None)
-    metrics.extend(("node_softirqs_total", {"vector": vector}, float(count)) for vector, count in info.softirqs.items())
+    metrics.extend(
+        ("node_softirqs_total", {"vector": vector}, float(count)) for vector, count in info.softirqs.items()
+    )
     return metrics

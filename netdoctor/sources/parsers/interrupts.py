@@ -83,7 +83,7 @@ def parse_interrupts(text: str) -> list[InterruptRow]:
             total = sum(int(value) for value in count_fields)
             rows.append(InterruptRow(irq=name, counts={}, info="", devices="", summary_total=total))
             continue
-        counts = {cpu: int(value) for cpu, value in zip(cpus, count_fields)}
+        counts = {cpu: int(value) for cpu, value in zip(cpus, count_fields, strict=True)}
         if name.isdigit():
             info = description[0] if description else ""
             devices = " ".join(description[1:])
@@ -122,9 +122,7 @@ def _actions(devices: str) -> list[str]:
 _SEPARATORS = ("-", "_", ":", "@", ".")
 
 
-def irq_interface(
-    devices: str, interfaces: set[str], aliases: Mapping[str, str] | None = None
-) -> str | None:
+def irq_interface(devices: str, interfaces: set[str], aliases: Mapping[str, str] | None = None) -> str | None:
     """The network interface an IRQ serves, from its action name(s); None when unknown.
 
     `devices` is the action part of a /proc/interrupts row (node_exporter's `devices`

@@ -39,7 +39,12 @@ _NUMERIC_ATTRS = (
     ("protocol_type", "type"),
 )
 _HEX_ATTRS = frozenset({"flags", "dev_id"})
-_INFO_LABELS = (("address", "address"), ("broadcast", "broadcast"), ("duplex", "duplex"), ("ifalias", "ifalias"))
+_INFO_LABELS = (
+    ("address", "address"),
+    ("broadcast", "broadcast"),
+    ("duplex", "duplex"),
+    ("ifalias", "ifalias"),
+)
 
 # The detailed counters of struct rtnl_link_stats64 that /proc/net/dev does not show
 # on their own, named as node_exporter's netdev collector names them with

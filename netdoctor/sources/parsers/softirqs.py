@@ -57,7 +57,7 @@ def parse_softirqs(text: str) -> dict[str, dict[int, int]]:
             raise ParseError(f"line {number}: {bad!r} is not a count")
         if name in parsed:
             raise ParseError(f"line {number}: {name} appears twice")
-        parsed[name] = {cpu: int(count) for cpu, count in zip(cpus, counts)}
+        parsed[name] = {cpu: int(count) for cpu, count in zip(cpus, counts, strict=True)}
     return parsed
 
 

@@ -7,7 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netdoctor.errors import ParseError
-from netdoctor.sources.parsers.conntrack import conntrack_metrics, conntrack_stat_metrics, parse_conntrack_stat
+from netdoctor.sources.parsers.conntrack import (
+    conntrack_metrics,
+    conntrack_stat_metrics,
+    parse_conntrack_stat,
+)
 from tests.conftest import FIXTURES
 
 KERNELS = FIXTURES / "kernels"
@@ -29,7 +33,13 @@ def per_cpu(kernel: str) -> dict[tuple[str, str], float]:
 
 @pytest.mark.parametrize(
     ("kernel", "renamed"),
-    [("4.4", "searched"), ("4.19", "searched"), ("5.10", "clashres"), ("6.1", "clashres"), ("live-6.18", "clashres")],
+    [
+        ("4.4", "searched"),
+        ("4.19", "searched"),
+        ("5.10", "clashres"),
+        ("6.1", "clashres"),
+        ("live-6.18", "clashres"),
+    ],
 )
 def test_every_kernel_has_17_named_columns(kernel: str, renamed: str) -> None:
     rows = parse_conntrack_stat(read(kernel))

@@ -19,7 +19,8 @@ def read(kernel: str) -> str:
 
 def series(kernel: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
-        (name, tuple(sorted(labels.items()))): value for name, labels, value in stat_metrics(parse_stat(read(kernel)))
+        (name, tuple(sorted(labels.items()))): value
+        for name, labels, value in stat_metrics(parse_stat(read(kernel)))
     }
 
 
@@ -29,7 +30,13 @@ def cpu(mode: str, number: int) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 @pytest.mark.parametrize(
     ("kernel", "cpus"),
-    [("4.4", [0, 1, 2, 3]), ("4.19", [0, 1, 2, 3]), ("5.10", [0, 1, 2, 3]), ("6.1", [0, 1, 3]), ("live-6.18", [0, 1])],
+    [
+        ("4.4", [0, 1, 2, 3]),
+        ("4.19", [0, 1, 2, 3]),
+        ("5.10", [0, 1, 2, 3]),
+        ("6.1", [0, 1, 3]),
+        ("live-6.18", [0, 1]),
+    ],
 )
 def test_online_cpus(kernel: str, cpus: list[int]) -> None:
     assert online_cpus(parse_stat(read(kernel))) == cpus

@@ -1,4 +1,4 @@
-"""/proc/interrupts: header CPU ids, info/devices split as node_exporter does, summary rows, NIC mapping, fuzz."""
+"""/proc/interrupts: header CPU ids, info/devices as node_exporter splits them, summary rows, NICs, fuzz."""
 
 from __future__ import annotations
 
