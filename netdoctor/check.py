@@ -37,7 +37,9 @@ class CheckSpec:
     def from_object(cls, obj: Any, origin: str = "built-in") -> CheckSpec:
         missing = [name for name in ("ID", "TITLE", "run") if not hasattr(obj, name)]
         if missing:
-            raise ValueError(f"{getattr(obj, '__name__', obj)!r} is not a check: missing {', '.join(missing)}")
+            raise ValueError(
+                f"{getattr(obj, '__name__', obj)!r} is not a check: missing {', '.join(missing)}"
+            )
         return cls(
             id=str(obj.ID),
             title=str(obj.TITLE),

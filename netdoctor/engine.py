@@ -176,9 +176,7 @@ def _best_cause(symptom: Finding, candidates: Iterable[Finding]) -> Finding | No
     for cause in candidates:
         if cause is symptom:
             continue
-        distances = [
-            d for ct in cause.tags for st in symptom.tags if (d := _distance(ct, st)) is not None
-        ]
+        distances = [d for ct in cause.tags for st in symptom.tags if (d := _distance(ct, st)) is not None]
         if not distances or not _entities_compatible(cause, symptom):
             continue
         key = (min(distances), -score(cause), f"{cause.check}/{cause.entity.name}")

@@ -166,7 +166,7 @@ class SampleView(View):
         if self.has(metric):
             return ""
         best = ""
-        for prefix, reason in self.second.missing.items():
+        for prefix in self.second.missing:
             if metric.startswith(prefix) and len(prefix) > len(best):
                 best = prefix
         if best:

@@ -59,8 +59,17 @@ def test_diagnose_live_json_has_every_check_and_a_consistent_exit_code() -> None
 def test_config_thresholds_and_set_flags_reach_checks(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("[diagnose]\ninterval = 0.3\n[thresholds.conntrack]\nwarn_fill_ratio = 0.5\n")
-    done = run("diagnose", "--config", str(config), "--checks", "conntrack", "--format", "json",
-               "--set", "conntrack.crit_fill_ratio=0.6")
+    done = run(
+        "diagnose",
+        "--config",
+        str(config),
+        "--checks",
+        "conntrack",
+        "--format",
+        "json",
+        "--set",
+        "conntrack.crit_fill_ratio=0.6",
+    )
     report = json.loads(done.stdout)
     assert report["interval_s"] < 2
     assert [f["check"] for f in report["findings"]] == ["conntrack"]
@@ -69,17 +78,37 @@ def test_config_thresholds_and_set_flags_reach_checks(tmp_path: Path) -> None:
 def test_checks_lists_inputs_and_thresholds() -> None:
     done = run("checks")
     assert done.returncode == 0
-    for check_id in ("softirq_drops", "nic_errors", "nic_saturation", "retransmits", "conntrack",
-                     "ephemeral_ports", "socket_states", "socket_buffers", "listen_queue"):
+    for check_id in (
+        "softirq_drops",
+        "nic_errors",
+        "nic_saturation",
+        "retransmits",
+        "conntrack",
+        "ephemeral_ports",
+        "socket_states",
+        "socket_buffers",
+        "listen_queue",
+    ):
         assert check_id in done.stdout
     assert "needs:" in done.stdout and "=" in done.stdout
 
 
 def test_wheel_installs_checks_as_netdoctor_checks_not_top_level(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
-         str(REPO)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
     )
     [wheel] = tmp_path.glob("netdoctor-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -94,22 +123,32 @@ def test_installed_package_captures_and_replays(tmp_path: Path) -> None:
     python = venv / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(REPO)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     out = tmp_path / "c.tar.gz"
     # Run from tmp_path so the source checkout is not on sys.path: this exercises the installed copy.
     done = subprocess.run(
         [str(venv / "bin" / "netdoctor"), "capture", "-o", str(out), "--interval", "0.3"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     where = subprocess.run(
         [str(python), "-c", "import netdoctor.checks.conntrack as c; print(c.__file__)"],
-        capture_output=True, text=True, cwd=tmp_path, check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
     ).stdout
     assert str(venv) in where
     diag = subprocess.run(
         [str(venv / "bin" / "netdoctor"), "diagnose", "--from", str(out), "--format", "json"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert json.loads(diag.stdout)["source"].startswith("capture")

@@ -32,7 +32,9 @@ def test_symptom_nests_under_its_cause_and_cause_ranks_first() -> None:
     retrans = problem("retransmits", Severity.CRITICAL, causes.TCP_RETRANSMITS, magnitude=8)
     drops = problem("conntrack", Severity.CRITICAL, causes.CONNTRACK_DROPS)
     full = problem("conntrack", Severity.WARNING, causes.CONNTRACK_FULL)
-    unrelated = problem("listen_queue", Severity.WARNING, causes.LISTEN_OVERFLOW, Entity(EntityKind.LISTENER, ":80"))
+    unrelated = problem(
+        "listen_queue", Severity.WARNING, causes.LISTEN_OVERFLOW, Entity(EntityKind.LISTENER, ":80")
+    )
     roots = correlate([retrans, drops, full, unrelated])
     assert roots[0] is full
     # retransmits is closest to "drops" (1 edge) rather than "full" (1 edge too): the tie goes to the higher score.
@@ -43,14 +45,18 @@ def test_symptom_nests_under_its_cause_and_cause_ranks_first() -> None:
 
 def test_listen_overflow_does_not_explain_retransmits_on_another_entity_kind_unless_host() -> None:
     retrans = problem("retransmits", Severity.WARNING, causes.TCP_RETRANSMITS)
-    overflow = problem("listen_queue", Severity.WARNING, causes.LISTEN_OVERFLOW, Entity(EntityKind.LISTENER, ":80"))
+    overflow = problem(
+        "listen_queue", Severity.WARNING, causes.LISTEN_OVERFLOW, Entity(EntityKind.LISTENER, ":80")
+    )
     roots = correlate([retrans, overflow])
     # The retransmit finding is about the host: a listener overflow can explain it.
     assert roots == [overflow] and overflow.explained_by == [retrans]
 
 
 def test_interface_cause_does_not_explain_other_interface() -> None:
-    eth0 = problem("nic_saturation", Severity.WARNING, causes.NIC_LINE_RATE, Entity(EntityKind.INTERFACE, "eth0"))
+    eth0 = problem(
+        "nic_saturation", Severity.WARNING, causes.NIC_LINE_RATE, Entity(EntityKind.INTERFACE, "eth0")
+    )
     eth1 = problem("nic_errors", Severity.WARNING, causes.NIC_DROPS, Entity(EntityKind.INTERFACE, "eth1"))
     roots = correlate([eth0, eth1])
     assert set(map(id, roots)) == {id(eth0), id(eth1)}
@@ -126,7 +132,7 @@ def test_builtin_checks_load_and_unknown_id_is_a_usage_error() -> None:
         load_checks(only=["nope"], use_entry_points=False)
 
 
-DROPIN = '''
+DROPIN = """
 from netdoctor.model import Finding, Severity
 ID = "{id}"
 TITLE = "A drop-in check"
@@ -134,7 +140,7 @@ NEEDS = ["node_nf_conntrack_entries"]
 THRESHOLDS = {{"limit": 3}}
 def run(view, thresholds):
     return [Finding(check=ID, severity=Severity.WARNING, summary="limit is %s" % thresholds["limit"])]
-'''
+"""
 
 
 def test_checks_dir_adds_drop_in_checks_and_reports_broken_ones(tmp_path: Path) -> None:
@@ -170,8 +176,18 @@ def test_entry_point_plugin_installed_out_of_tree(tmp_path: Path) -> None:
     )
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-         str(target), str(package)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(package),
+        ],
         check=True,
     )
     code = (
@@ -185,7 +201,9 @@ def test_entry_point_plugin_installed_out_of_tree(tmp_path: Path) -> None:
 
 
 def test_evidence_labels_link_interface_cause_to_cpu_symptom() -> None:
-    pinned = problem("softirq_drops", Severity.WARNING, causes.IRQ_PINNED, Entity(EntityKind.INTERFACE, "eth0"))
+    pinned = problem(
+        "softirq_drops", Severity.WARNING, causes.IRQ_PINNED, Entity(EntityKind.INTERFACE, "eth0")
+    )
     pinned.evidence.append(Evidence("node_softnet_dropped_total", 5, labels={"cpu": "0"}))
     cpu0 = problem("softirq_drops", Severity.CRITICAL, causes.SOFTNET_DROPS, Entity(EntityKind.CPU, "0"))
     cpu1 = problem("softirq_drops", Severity.CRITICAL, causes.SOFTNET_DROPS, Entity(EntityKind.CPU, "1"))

@@ -23,6 +23,8 @@ SYSCTL_D = "etc/sysctl.d/90-netdoctor-{fix}.conf"
 UDEV_RULE = "etc/udev/rules.d/90-netdoctor-{fix}-{iface}.rules"
 # scaling.rst ("RFS configuration"): 32768 for a moderately loaded server.
 RPS_SOCK_FLOW_ENTRIES = 32768
+# 4096-byte page / 8-byte hlist_nulls_head: the kernel's unit for the conntrack hash size.
+HASH_BUCKETS_PER_PAGE = 512
 
 
 @dataclass
@@ -95,7 +97,9 @@ def plan_conntrack(ctx: FixContext, max_entries: int | None = None) -> Plan:
     divisor = int(check.THRESHOLDS["hash_divisor"])
     per_entry = float(check.THRESHOLDS["bytes_per_entry"])
     fraction = float(check.THRESHOLDS["max_memory_fraction"])
-    hashsize = max(target // divisor, 1)
+    # The kernel rounds the bucket count up to whole pages of 8-byte heads
+    # (nf_ct_alloc_hashtable): ask for that, so the read-back matches what we wrote.
+    hashsize = -(-max(target // divisor, 1) // HASH_BUCKETS_PER_PAGE) * HASH_BUCKETS_PER_PAGE
     plan.summary = f"nf_conntrack_max {current} -> {target}, hashsize -> {hashsize}"
     if target < current:
         plan.refusals.append(
@@ -108,7 +112,7 @@ def plan_conntrack(ctx: FixContext, max_entries: int | None = None) -> Plan:
             f"{fraction:.0%} of memory ({ctx.memory_bytes / 2**20:.0f} MiB)"
         )
     if target <= 0:
-        plan.refusals.append("--max must be positive")
+        plan.refusals.append(f"--max {target}: must be positive")
     changes = [_kernel(writer, "proc/sys/net/netfilter/nf_conntrack_max", target, "table size")]
     hash_rel = "sys/module/nf_conntrack/parameters/hashsize"
     if os.path.exists(writer.path(hash_rel)):
@@ -131,6 +135,11 @@ def plan_conntrack(ctx: FixContext, max_entries: int | None = None) -> Plan:
 
 # --- ports and backlogs --------------------------------------------------------------------
 def plan_ports(ctx: FixContext, port_range: tuple[int, int] | None = None, tw_reuse: bool | None = None) -> Plan:
+    """Widen ip_local_port_range and/or set tcp_tw_reuse=1; persisted in one sysctl.d file.
+
+    Refused: a range outside 1024-65535 or upside down, and a range with fewer ports than
+    now (this fix widens; narrowing would make the exhaustion it answers worse).
+    """
     suggested = ctx.suggested("ports")
     if port_range is None and suggested.get("port_range"):
         low, high = suggested["port_range"]
@@ -140,19 +149,36 @@ def plan_ports(ctx: FixContext, port_range: tuple[int, int] | None = None, tw_re
     values: dict[str, Any] = {}
     why: dict[str, str] = {}
     refusals = []
+    notes = []
     if port_range is not None:
         low, high = port_range
         if not (1024 <= low < high <= 65535):
             refusals.append(f"port range {low}-{high} must lie within 1024-65535 with low < high")
+        else:
+            current_text = ctx.writer.read(Change(KERNEL, _sysctl_rel("net.ipv4.ip_local_port_range"), ""))
+            current = [int(p) for p in (current_text or "").split()[:2] if p.isdigit()]
+            if len(current) == 2 and high - low < current[1] - current[0]:
+                refusals.append(
+                    f"port range {low}-{high} has {high - low + 1} ports, fewer than the current "
+                    f"{current[0]}-{current[1]} ({current[1] - current[0] + 1}): this fix only widens"
+                )
         values["net.ipv4.ip_local_port_range"] = f"{low} {high}"
         why["net.ipv4.ip_local_port_range"] = f"{high - low + 1} ephemeral ports"
+        if suggested.get("reserved_ports"):
+            listed = ",".join(str(p) for p in suggested["reserved_ports"])
+            notes.append(
+                f"listening ports {listed} fall inside the new range: consider adding them to "
+                "net.ipv4.ip_local_reserved_ports so no outgoing connection takes them"
+            )
     if tw_reuse:
         values["net.ipv4.tcp_tw_reuse"] = 1
         why["net.ipv4.tcp_tw_reuse"] = "reuse TIME_WAIT ports for new outgoing connections"
     if not values:
         return Plan("ports", "the diagnosis proposes no port change (give --port-range or --tw-reuse)", [])
-    plan = _sysctl_plan(ctx, "ports", "widen ephemeral ports", values, why)
+    summary = ", ".join(f"{name.rsplit('.', 1)[-1]} = {value}" for name, value in values.items())
+    plan = _sysctl_plan(ctx, "ports", summary, values, why)
     plan.refusals.extend(refusals)
+    plan.notes.extend(notes)
     return plan
 
 
@@ -170,7 +196,9 @@ def plan_backlog(ctx: FixContext, values: Mapping[str, int] | None = None) -> Pl
     refusals = []
     for name, value in wanted.items():
         current = _current_int(ctx.writer, _sysctl_rel(name))
-        if value < current:
+        if not 0 < value <= 2**31 - 1:
+            refusals.append(f"{name}={value} must be a positive 32-bit integer")
+        elif value < current:
             refusals.append(f"{name}={value} is below the current {current}: netdoctor only raises it")
     plan = _sysctl_plan(ctx, "backlog", "raise " + ", ".join(f"{k}={v}" for k, v in wanted.items()), wanted, {})
     plan.refusals.extend(refusals)

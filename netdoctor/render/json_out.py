@@ -60,16 +60,12 @@ def diagnosis_dict(diagnosis: Diagnosis) -> dict[str, Any]:
     code = diagnosis.exit_code()
     out: list[dict[str, Any]] = []
     by_id: dict[int, dict[str, Any]] = {}
-    parents: dict[int, Finding] = {}
-    for finding in diagnosis.findings:
-        for child in finding.explained_by:
-            parents[id(child)] = finding
     for label, depth, finding in ranked(diagnosis):
         item = finding_dict(finding, None if label == "-" else label)
         by_id[id(finding)] = item
         if depth == 0:
             out.append(item)
-    for label, depth, finding in ranked(diagnosis):
+    for _, _, finding in ranked(diagnosis):
         for child in finding.explained_by:
             by_id[id(finding)]["explained_by"].append(by_id[id(child)])
     return {

@@ -40,12 +40,17 @@ def render_table(diagnosis: Diagnosis, width: int | None = None) -> str:
             ]
         )
     healthy = [f.check for f in diagnosis.findings if f.status is Status.HEALTHY]
-    lines = [f"netdoctor diagnosis of {diagnosis.host or 'this host'} ({diagnosis.source}"
-             + (f", {diagnosis.interval_s:.1f}s window)" if diagnosis.interval_s else ")")]
+    lines = [
+        f"netdoctor diagnosis of {diagnosis.host or 'this host'} ({diagnosis.source}"
+        + (f", {diagnosis.interval_s:.1f}s window)" if diagnosis.interval_s else ")")
+    ]
     if rows:
         lines.append(
-            tabulate(rows, headers=["rank", "severity", "finding", "entity", "key evidence", "suggested fix"],
-                     tablefmt="simple")
+            tabulate(
+                rows,
+                headers=["rank", "severity", "finding", "entity", "key evidence", "suggested fix"],
+                tablefmt="simple",
+            )
         )
     else:
         lines.append("No problem found.")

@@ -56,7 +56,7 @@ def write_capture(path: str | Path, first: RawSample, second: RawSample, meta: d
     meta = {"format": FORMAT, "netdoctor": __version__, **meta}
     entries: dict[str, bytes] = {"meta.json": json.dumps(meta, sort_keys=True, indent=1).encode()}
     dirs: set[str] = set()
-    for name, raw in zip(SAMPLES, (first, second)):
+    for name, raw in zip(SAMPLES, (first, second), strict=True):
         for rel, data in _sample_files(raw).items():
             entries[f"{name}/{rel}"] = data
         dirs.update(f"{name}/{d}" for d in _device_dirs(raw))

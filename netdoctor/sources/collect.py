@@ -49,9 +49,7 @@ SYSFS_STAT_NAMES = (
 # "could not judge: cannot read /proc/...: why" instead of silently absent.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "proc/net/dev": NETDEV_PREFIXES,
-    "proc/net/snmp": tuple(
-        f"node_netstat_{p}_" for p in ("Ip", "Icmp", "IcmpMsg", "Tcp", "Udp", "UdpLite")
-    ),
+    "proc/net/snmp": tuple(f"node_netstat_{p}_" for p in ("Ip", "Icmp", "IcmpMsg", "Tcp", "Udp", "UdpLite")),
     "proc/net/netstat": ("node_netstat_TcpExt_", "node_netstat_IpExt_", "node_netstat_MPTcpExt_"),
     "proc/net/snmp6": tuple(f"node_netstat_{p}_" for p in ("Ip6", "Icmp6", "Udp6", "UdpLite6")),
     "proc/net/sockstat": (
@@ -100,8 +98,12 @@ def _file_parsers() -> dict[str, Callable[[str, dict[str, str]], list[Metric]]]:
         "proc/net/snmp": lambda text, _: snmp.netstat_metrics(snmp.parse_snmp(text)),
         "proc/net/netstat": lambda text, _: snmp.netstat_metrics(snmp.parse_snmp(text)),
         "proc/net/snmp6": lambda text, _: snmp.netstat_metrics(snmp.parse_snmp6(text)),
-        "proc/net/sockstat": lambda text, _: sockstat.sockstat_metrics(sockstat.parse_sockstat(text), ipv6=False),
-        "proc/net/sockstat6": lambda text, _: sockstat.sockstat_metrics(sockstat.parse_sockstat(text), ipv6=True),
+        "proc/net/sockstat": lambda text, _: sockstat.sockstat_metrics(
+            sockstat.parse_sockstat(text), ipv6=False
+        ),
+        "proc/net/sockstat6": lambda text, _: sockstat.sockstat_metrics(
+            sockstat.parse_sockstat(text), ipv6=True
+        ),
         "proc/net/softnet_stat": lambda text, _: softnet.softnet_metrics(softnet.parse_softnet(text)),
         "proc/net/stat/nf_conntrack": lambda text, _: conntrack.conntrack_stat_metrics(
             conntrack.parse_conntrack_stat(text)

@@ -97,13 +97,17 @@ def test_cli_capture_then_diagnose_from_it(tmp_path: Path) -> None:
     out = tmp_path / "incident.tar.gz"
     done = subprocess.run(
         [sys.executable, "-m", "netdoctor", "capture", "-o", str(out), "--interval", "0.3"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert out.exists() and "wrote" in done.stdout
     diag = subprocess.run(
         [sys.executable, "-m", "netdoctor", "diagnose", "--from", str(out), "--format", "json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert diag.returncode in (0, 1, 2, 3), diag.stderr
     report = json.loads(diag.stdout)
@@ -117,7 +121,9 @@ def test_cli_bad_capture_is_one_line_no_traceback(tmp_path: Path) -> None:
     junk.write_bytes(b"garbage")
     done = subprocess.run(
         [sys.executable, "-m", "netdoctor", "diagnose", "--from", str(junk)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 3
     assert "Traceback" not in done.stderr

@@ -17,18 +17,37 @@ from netdoctor.sources.capture import CaptureSource, write_capture
 from netdoctor.sources.live import LiveSource
 from tests.node_exporter import node_exporter, scrape
 
-COLLECTORS = ["netdev", "netstat", "sockstat", "softnet", "conntrack", "cpu", "stat", "netclass", "interrupts",
-              "meminfo"]
+COLLECTORS = [
+    "netdev",
+    "netstat",
+    "sockstat",
+    "softnet",
+    "conntrack",
+    "cpu",
+    "stat",
+    "netclass",
+    "interrupts",
+    "meminfo",
+]
 EXTRA = ["--collector.netstat.fields=.*", "--no-collector.netdev.netlink"]
 # Families both expose that must overlap; a family node_exporter has and we lack fails the test.
-FAMILIES = ["node_network_receive_bytes_total", "node_netstat_Tcp_OutSegs", "node_sockstat_TCP_inuse",
-            "node_softnet_processed_total", "node_cpu_seconds_total", "node_interrupts_total",
-            "node_memory_MemTotal_bytes", "node_context_switches_total"]
+FAMILIES = [
+    "node_network_receive_bytes_total",
+    "node_netstat_Tcp_OutSegs",
+    "node_sockstat_TCP_inuse",
+    "node_softnet_processed_total",
+    "node_cpu_seconds_total",
+    "node_interrupts_total",
+    "node_memory_MemTotal_bytes",
+    "node_context_switches_total",
+]
 
 
 def compare(capture_dir: Path) -> tuple[int, list[str]]:
     view = CaptureSource(capture_dir).view()
-    ours = {(name, key): value for name, series in view.second.series.items() for key, value in series.items()}
+    ours = {
+        (name, key): value for name, series in view.second.series.items() for key, value in series.items()
+    }
     sysfs = capture_dir / "sample2" / "sys"
     collectors = COLLECTORS
     if not (sysfs / "class" / "net").is_dir():
@@ -37,7 +56,9 @@ def compare(capture_dir: Path) -> tuple[int, list[str]]:
         # /proc/stat) and leave netclass out, as netdoctor has nothing of it either.
         sysfs = Path("/sys")
         collectors = [c for c in COLLECTORS if c != "netclass"]
-    with node_exporter(collectors, procfs=capture_dir / "sample2" / "proc", sysfs=sysfs, extra_args=EXTRA) as url:
+    with node_exporter(
+        collectors, procfs=capture_dir / "sample2" / "proc", sysfs=sysfs, extra_args=EXTRA
+    ) as url:
         theirs = scrape(url)
     common = set(ours) & set(theirs)
     mismatches = [
@@ -62,8 +83,14 @@ def test_live_host_matches_node_exporter(tmp_path: Path) -> None:
     assert mismatches == []
 
 
-@pytest.mark.parametrize("scenario", sorted(p.name for p in (Path(__file__).parent.parent / "fixtures" / "proc")
-                                            .glob("*") if (p / "meta.json").exists()))
+@pytest.mark.parametrize(
+    "scenario",
+    sorted(
+        p.name
+        for p in (Path(__file__).parent.parent / "fixtures" / "proc").glob("*")
+        if (p / "meta.json").exists()
+    ),
+)
 def test_scenario_fixtures_match_node_exporter(scenario: str) -> None:
     capture = Path(__file__).parent.parent / "fixtures" / "proc" / scenario
     common, mismatches = compare(capture)
