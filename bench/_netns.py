@@ -128,9 +128,7 @@ class NetnsLab:
     def spawn(self, namespace: str, *role_args: str, wait: bool = True) -> subprocess.Popen[bytes]:
         """Start a child role of this module inside `namespace`; with `wait`, return once it is ready."""
         argv = ["ip", "netns", "exec", namespace, sys.executable, os.path.abspath(__file__), *role_args]
-        child = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=_die_with_parent
-        )
+        child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=_die_with_parent)
         self.children.append(child)
         if wait:
             self.wait_ready([child])
@@ -161,13 +159,14 @@ class NetnsLab:
 
 
 def install_signal_cleanup() -> None:
-    """Turn SIGTERM/SIGHUP into SystemExit so `with NetnsLab()` / finally blocks run on `kill` too."""
+    """Turn SIGTERM/SIGHUP/SIGINT into exceptions so `with NetnsLab()` / finally blocks run on `kill` too."""
 
     def _exit(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
 
 
 # ---------------------------------------------------------------- child roles (run inside a namespace)

@@ -255,9 +255,7 @@ def write_section(path: Path, section: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=6, help="client processes holding ESTABLISHED sockets")
     parser.add_argument("--per-client", type=int, default=19000, help="connections per client (< 20,000 fds)")
     parser.add_argument("--v6", type=int, default=3000, help="IPv6 connections (one more process)")

@@ -209,6 +209,25 @@ def fix(**options: Any) -> None:
     sys.exit(run_fix_command(options))
 
 
+@cli.command()
+@click.option("--listen", default="127.0.0.1:9095", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--prometheus", "prometheus_url", metavar="URL", help="Prometheus API the alerts come from.")
+@click.option("--reports-dir", type=click.Path(), help="Where reports are written (and found after a restart).")
+@click.option("--token-file", type=click.Path(), help="Require this bearer token (file holds it).")
+@click.option("--forward-url", metavar="URL", help="Also post each report's summary to this webhook.")
+@click.option("--config", "config_path", type=click.Path(), default=None, help="TOML config ([serve], thresholds).")
+@click.option("--window", default=None, help="Rate window (PromQL duration, default 5m).")
+@click.option("--lookback", default=None, help="History searched for peaks (default 1h).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Diagnosis workers (default 2).")
+@click.option("--queue-size", type=click.IntRange(1, 100000), default=None, help="Queued alerts (default 256).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
+def serve(log_level: str, **options: Any) -> None:
+    """Receive Alertmanager webhooks (POST /alert) and write a diagnosis report per firing alert."""
+    from netdoctor.serve import run, settings_from_options
+
+    sys.exit(run(settings_from_options(options), log_level))
+
+
 def main() -> None:
     """Entry point: every error is one line on stderr and exit code 3, never a traceback."""
     from netdoctor.errors import NetdoctorError

@@ -55,12 +55,14 @@ def _sel(selector: str, extra: str = "") -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def _named(selector: str, regex: str) -> str:
-    return _sel(selector, f'__name__=~"{regex}"')
-
-
 def _excluded(selector: str, regex: str) -> str:
     return _sel(selector, f'device!~"{promql.escape_label_value(regex)}"')
+
+
+def _sum_rates(selector: str, names: Sequence[str], window: str) -> str:
+    """Sum of several counters' rates per instance; rate() drops names, so each term gets its own label."""
+    terms = [f'label_replace(rate({name}{selector}[{window}]), "counter", "{name}", "", "")' for name in names]
+    return f"sum by (instance) ({' or '.join(terms)})"
 
 
 def _directions(fmt: Callable[[str], str]) -> str:
@@ -90,8 +92,8 @@ SIGNALS: list[Signal] = [
         "/s",
         lambda t: float(t["drop_per_s"]),
         lambda t: float(t["drop_per_s"]),
-        lambda s, w, lb, t, ws: (
-            f"sum by (instance) (rate({_named(s, 'node_nf_conntrack_stat_(drop|early_drop|insert_failed)')}[{w}]))"
+        lambda s, w, lb, t, ws: _sum_rates(
+            s, [f"node_nf_conntrack_stat_{f}" for f in ("drop", "early_drop", "insert_failed")], w
         ),
     ),
     Signal(
@@ -111,9 +113,11 @@ SIGNALS: list[Signal] = [
         lambda t: float(t["softirq_share"]),
         lambda t: max(float(t["softirq_share"]), 0.9),
         lambda s, w, lb, t, ws: (
-            f"max by (instance) (rate(node_cpu_seconds_total{_sel(s, SOFTIRQ_MODE)}[{w}])"
+            f"max by (instance) ((rate(node_cpu_seconds_total{_sel(s, SOFTIRQ_MODE)}[{w}])"
             f" and on (instance, cpu) (rate(node_softnet_dropped_total{s}[{w}]) > {float(t['drop_per_s'])}"
             f" or rate(node_softnet_times_squeezed_total{s}[{w}]) > {float(t['squeeze_per_s'])}))"
+            # CPUs that neither drop nor squeeze count as 0: judged, not saturated.
+            f" or rate(node_cpu_seconds_total{_sel(s, SOFTIRQ_MODE)}[{w}]) * 0)"
         ),
         ratio=True,
     ),
@@ -192,8 +196,8 @@ SIGNALS: list[Signal] = [
         "/s",
         lambda t: float(t["udp_warn_per_s"]),
         lambda t: float(t["udp_crit_per_s"]),
-        lambda s, w, lb, t, ws: (
-            f"sum by (instance) (rate({_named(s, 'node_netstat_Udp6?_(Rcv|Snd)bufErrors')}[{w}]))"
+        lambda s, w, lb, t, ws: _sum_rates(
+            s, [f"node_netstat_{p}_{f}" for p in ("Udp", "Udp6") for f in ("RcvbufErrors", "SndbufErrors")], w
         ),
     ),
 ]

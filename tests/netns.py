@@ -84,9 +84,7 @@ class NetnsPair:
 # Commands
 
 
-def _run(
-    argv: Sequence[str], *, timeout: float = 30.0, check: bool = True
-) -> subprocess.CompletedProcess[str]:
+def _run(argv: Sequence[str], *, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise NetnsError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}")
@@ -141,9 +139,7 @@ def add_random_drop(ns: Namespace, percent: int, *, l4proto: str = "tcp") -> Non
         "  }\n"
         "}\n"
     )
-    proc = subprocess.run(
-        exec_argv(ns, ["nft", "-f", "-"]), input=ruleset, capture_output=True, text=True, timeout=30
-    )
+    proc = subprocess.run(exec_argv(ns, ["nft", "-f", "-"]), input=ruleset, capture_output=True, text=True, timeout=30)
     if proc.returncode != 0:
         raise NetnsError(f"nft in {ns.name} failed: {proc.stderr.strip()}")
 
@@ -537,9 +533,7 @@ def hold_many_connections(
     try:
         while left > 0:
             chunk = min(left, per_process)
-            started.append(
-                start_worker(ns, "tests.netns:hold_connections", ip, port, chunk, name, ready_timeout=120)
-            )
+            started.append(start_worker(ns, "tests.netns:hold_connections", ip, port, chunk, name, ready_timeout=120))
             left -= chunk
     except BaseException:
         for worker in started:

@@ -157,9 +157,7 @@ def ephemeral_ports(
 
 
 @contextlib.contextmanager
-def timewait_closewait(
-    closewait: int = 120, timewait: int = 200, max_tw_buckets: int = 256
-) -> Iterator[ScenarioRun]:
+def timewait_closewait(closewait: int = 120, timewait: int = 200, max_tw_buckets: int = 256) -> Iterator[ScenarioRun]:
     """A server that never closes (CLOSE_WAIT) and one that closes first (TIME_WAIT), in one namespace.
 
     - `nd-leaky-srv` on :8080 accepts and never closes; the client connects and closes,

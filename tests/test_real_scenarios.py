@@ -85,14 +85,26 @@ def outline(report: dict[str, Any]) -> str:
     )
 
 
+# Checks that read host-wide files even inside a namespace (/proc/stat, /proc/softirqs,
+# /proc/interrupts and softnet_stat are per CPU, not per network namespace): their findings
+# describe whatever else this machine is doing (other test runs, benchmarks flooding veth
+# backlogs) and may legitimately outrank the scenario. Everything else is namespace-scoped.
+HOST_WIDE_CHECKS = {"softirq_drops"}
+
+
 def assert_ranks_first(report: dict[str, Any], check: str, matches: Callable[[Finding], bool]) -> Finding:
-    """The finding of `check` satisfying `matches` is rank 1, or nested under rank 1."""
+    """The finding of `check` satisfying `matches` is rank 1, or nested under rank 1.
+
+    Only host-wide findings (HOST_WIDE_CHECKS, about activity outside the namespace) may
+    rank above it; the assertion message shows the whole ranking when that is not so.
+    """
+    roots = [f for f in report["findings"] if f["status"] == "problem"]
     for finding in problems(report):
         if finding["check"] == check and matches(finding):
-            rank = finding["rank"] or ""
-            assert rank == "1" or rank.startswith("1."), (
-                f"{check} finding ranked {rank}, not first:\n{outline(report)}"
-            )
+            root_label = (finding["rank"] or "").split(".")[0]
+            above = [r for r in roots if int(r["rank"]) < int(root_label)]
+            outranking = [r for r in above if r["check"] not in HOST_WIDE_CHECKS]
+            assert not outranking, f"{check} finding ranked {finding['rank']}, not first:\n{outline(report)}"
             return finding
     raise AssertionError(f"no matching {check} finding:\n{outline(report)}")
 
@@ -108,7 +120,6 @@ def test_retransmit_storm_ranks_retransmits_first() -> None:
     with retransmit_storm(loss_percent=15) as run:
         code, report = diagnose_in(run.namespace)
     finding = assert_ranks_first(report, "retransmits", lambda f: f["severity"] == "critical")
-    assert finding["rank"] == "1"
     ratio = evidence_value(finding, "tcp_retransmit_ratio")
     # 15% random loss of data segments: the sender retransmits roughly that share (more when a
     # retransmit is itself lost), far above the 5% critical line and far below "everything".
@@ -122,7 +133,6 @@ def test_ephemeral_ports_names_the_busy_destination_only() -> None:
         code, report = diagnose_in(run.namespace)
     busy, fine = run.facts["busy_destination"], run.facts["fine_destination"]
     finding = assert_ranks_first(report, "ephemeral_ports", lambda f: f["entity"]["name"].startswith(busy))
-    assert finding["rank"] == "1"
     assert finding["entity"]["kind"] == "destination"
     assert finding["severity"] == "critical"  # 190 / 200 = 95% > 90%
     assert evidence_value(finding, "ephemeral_ports_in_use") == 190
@@ -140,7 +150,6 @@ def test_closewait_names_the_leaking_process_and_timewait_builds_up() -> None:
         report, "socket_states", lambda f: f["entity"]["kind"] == "process" and owner in f["entity"]["name"]
     )
     assert str(run.facts["closewait"]) in closewait["summary"]
-    assert problems(report)[0]["check"] == "socket_states"
     timewait = [f for f in problems(report) if f["check"] == "socket_states" and "TIME_WAIT" in f["summary"]]
     assert timewait, f"no TIME_WAIT finding:\n{outline(report)}"
     assert "200 of 256" in timewait[0]["summary"]
@@ -163,13 +172,10 @@ def test_listen_overflow_names_the_listener_and_its_process() -> None:
 def test_udp_receive_buffer_errors_name_the_socket() -> None:
     with socket_buffers(rcvbuf=1024, datagrams_per_s=5000) as run:
         code, report = diagnose_in(run.namespace)
-    first = problems(report)[0]
-    assert first["rank"] == "1" and first["check"] == "socket_buffers", outline(report)
-    assert first["severity"] == "critical"  # ~5000 datagrams/s dropped, > 100/s
+    counters = assert_ranks_first(report, "socket_buffers", lambda f: "RcvbufErrors" in f["summary"])
+    assert counters["severity"] == "critical"  # ~5000 datagrams/s dropped, > 100/s
     socket_finding = [
-        f
-        for f in problems(report)
-        if f["check"] == "socket_buffers" and f["entity"]["name"] == run.facts["socket"]
+        f for f in problems(report) if f["check"] == "socket_buffers" and f["entity"]["name"] == run.facts["socket"]
     ]
     assert socket_finding, f"the overflowing socket {run.facts['socket']} was not named:\n{outline(report)}"
     assert code == 2
@@ -205,9 +211,7 @@ def test_namespaces_and_workers_are_removed_even_when_the_test_fails() -> None:
     seen: dict[str, Any] = {}
     with pytest.raises(RuntimeError, match="boom"):
         with netns_pair() as pair, workers() as started:
-            started.append(
-                start_worker(pair.server, "tests.netns:tcp_server", pair.server.address, 8080, "hold")
-            )
+            started.append(start_worker(pair.server, "tests.netns:tcp_server", pair.server.address, 8080, "hold"))
             seen["names"] = (pair.client.name, pair.server.name)
             seen["pid"] = started[0].pid
             raise RuntimeError("boom")

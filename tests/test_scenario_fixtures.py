@@ -63,8 +63,7 @@ def ranked(diagnosis: Diagnosis) -> Iterator[tuple[str, Finding]]:
 
 def outline(diagnosis: Diagnosis) -> str:
     return "\n".join(
-        f"{label} {f.check} {f.severity.label} {f.entity} {f.tags} {f.summary}"
-        for label, f in ranked(diagnosis)
+        f"{label} {f.check} {f.severity.label} {f.entity} {f.tags} {f.summary}" for label, f in ranked(diagnosis)
     )
 
 
@@ -119,15 +118,11 @@ EXPECTED: dict[str, Expected] = {
     "softirq_saturation": Expected(
         "softirq_drops", lambda s: (EntityKind.INTERFACE, "eth0"), Severity.CRITICAL, "irq_pinned"
     ),
-    "nic_errors": Expected(
-        "nic_errors", lambda s: (EntityKind.INTERFACE, "eth0"), Severity.WARNING, "nic_errors"
-    ),
+    "nic_errors": Expected("nic_errors", lambda s: (EntityKind.INTERFACE, "eth0"), Severity.WARNING, "nic_errors"),
     "nic_saturation": Expected(
         "nic_saturation", lambda s: (EntityKind.INTERFACE, "eth0"), Severity.WARNING, "nic_line_rate"
     ),
-    "conntrack_full": Expected(
-        "conntrack", lambda s: (EntityKind.HOST, "host"), Severity.CRITICAL, "conntrack_full"
-    ),
+    "conntrack_full": Expected("conntrack", lambda s: (EntityKind.HOST, "host"), Severity.CRITICAL, "conntrack_full"),
 }
 # Scenarios whose expected finding may rank below another finding of the same incident
 # (nic_errors: the ring overflow, also on eth0, outranks the CRC/frame errors).
@@ -229,9 +224,7 @@ def test_softirq_chain_irq_pinning_is_root_with_softnet_drops_nested() -> None:
     assert any(fix.fix_id == "irq-affinity" for fix in root.fixes), root.fixes
     nested = list(descendants(root))
     drops = [f for f in nested if "softnet_drops" in f.tags]
-    assert drops and all(f.entity.kind is EntityKind.CPU and f.entity.name == "0" for f in drops), outline(
-        result
-    )
+    assert drops and all(f.entity.kind is EntityKind.CPU and f.entity.name == "0" for f in drops), outline(result)
     assert any("softirq_saturated" in f.tags for f in nested), outline(result)
 
 
@@ -281,9 +274,7 @@ def test_cli_replays_the_scenario(scenario: str) -> None:
     code, report = _cli(scenario)
     expected = EXPECTED[scenario]
     first = report["findings"][0]
-    assert first["rank"] == "1" and first["check"] == expected.check, json.dumps(report["findings"][:2])[
-        :2000
-    ]
+    assert first["rank"] == "1" and first["check"] == expected.check, json.dumps(report["findings"][:2])[:2000]
     worst = diagnosis_of(scenario).worst
     assert code == {Severity.CRITICAL: 2, Severity.WARNING: 1}[worst]
     assert report["exit_code"] == code

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import click
 
 from netdoctor.errors import NetdoctorError, UsageError
-from netdoctor.fixes.runner import FixRefused, Journal, Plan, apply_plan, diff, rollback
+from netdoctor.fixes.runner import FixRefused, Journal, Plan, RollbackFailed, apply_plan, diff, rollback
 from netdoctor.fixes.writer import FixFailed, Writer
 
 # Finding fix ids -> how `--from-diagnosis` plans them.
@@ -82,8 +83,11 @@ def run_fix_command(options: dict[str, Any]) -> int:
     root = options["root"]
     writer = Writer(root)
     if options["show_journal"]:
-        for entry in Journal(writer).entries():
-            click.echo(f"{entry['id']}  {entry['action']:<12} {entry.get('fix', '')}  {entry.get('summary', '')}")
+        for entry in Journal(writer).for_root():
+            what = entry.get("summary", "")
+            if entry.get("rolls_back"):
+                what = f"restores {entry['rolls_back']}"
+            click.echo(f"{entry['id']}  {entry['action']:<12} {entry.get('fix', '')}  {what}")
         return 0
     if options["rollback_id"] is not None:
         if (why := require_root(root)) is not None:
@@ -93,44 +97,53 @@ def run_fix_command(options: dict[str, Any]) -> int:
         return 0
     chosen = [options[k] for k in ("conntrack", "irq_iface", "rss_iface", "ring_iface", "ports", "backlog")]
     if not any(chosen) and not options["from_diagnosis"]:
-        raise UsageError("name a fix (--conntrack, --irq-affinity IFACE, --rss IFACE, --ring IFACE, --ports, "
-                         "--backlog), --from-diagnosis, --rollback [ID] or --journal")
+        raise UsageError(
+            "name a fix (--conntrack, --irq-affinity IFACE, --rss IFACE, --ring IFACE, --ports, "
+            "--backlog), --from-diagnosis, --rollback [ID] or --journal"
+        )
     if not options["dry_run"] and (why := require_root(root)) is not None:
         raise FixRefused(why)
     if options["from_diagnosis"] and not options["dry_run"] and not options["yes"] and not sys.stdin.isatty():
         raise FixRefused("--from-diagnosis asks before each change; not on a terminal, pass --yes")
     if options["interval"] <= 0:
         raise UsageError("--interval must be positive")
+    if not os.path.isdir(root):
+        raise UsageError(f"--root {root}: no such directory")
     ctx = build_context(root, options["interval"])
-    plans = _plans_from_diagnosis(ctx) if options["from_diagnosis"] else _plans(options, ctx)
+    try:
+        plans = _plans_from_diagnosis(ctx) if options["from_diagnosis"] else _plans(options, ctx)
+    except FixFailed as exc:
+        # Planning only reads: nothing was written, so this is "could not run" (3), not a failed apply.
+        raise NetdoctorError(f"cannot plan the fix: {exc}") from exc
     if not plans:
         click.echo("nothing to fix: the diagnosis proposes no change")
         return 0
     code = 0
     for plan in plans:
         click.echo(diff(plan), nl=False)
-        if options["dry_run"]:
-            continue
-        if not plan.changes:
-            continue
         if plan.refusals:
-            click.echo(f"refused: {'; '.join(plan.refusals)}", err=True)
+            verb = "would be refused" if options["dry_run"] else "refused"
+            click.echo(f"{plan.fix_id} {verb}: {'; '.join(plan.refusals)}", err=True)
             code = max(code, FixRefused.exit_code)
+            continue
+        if options["dry_run"] or not plan.changes:
             continue
         if not options["yes"] and sys.stdin.isatty() and not click.confirm(f"apply {plan.fix_id}?", default=False):
             click.echo(f"skipped {plan.fix_id}")
             continue
         try:
             entry = apply_plan(plan, writer)
-        except (FixRefused, FixFailed) as exc:
-            click.echo(f"{plan.fix_id}: {exc}", err=True)
+        except (FixRefused, FixFailed, RollbackFailed) as exc:
+            click.echo(f"netdoctor: {plan.fix_id}: {exc}", err=True)
             code = max(code, exc.exit_code)
+            if isinstance(exc, FixRefused):
+                break  # another fix holds the lock, or the journal is unusable: the next plans would hit it too
             continue
-        except NetdoctorError:
-            raise
         if entry["changes"]:
-            click.echo(f"applied and verified {plan.fix_id} as {entry['id']}; undo: netdoctor fix --rollback "
-                       f"{entry['id']}" + (f" --root {root}" if root != "/" else ""))
+            click.echo(
+                f"applied and verified {plan.fix_id} as {entry['id']}; undo: netdoctor fix --rollback "
+                f"{entry['id']}" + (f" --root {root}" if root != "/" else "")
+            )
         else:
             click.echo(f"{plan.fix_id}: already as wanted, nothing changed")
     if options["dry_run"]:

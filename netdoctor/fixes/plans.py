@@ -113,6 +113,8 @@ def plan_conntrack(ctx: FixContext, max_entries: int | None = None) -> Plan:
         )
     if target <= 0:
         plan.refusals.append(f"--max {target}: must be positive")
+    if ctx.memory_bytes is None:
+        plan.notes.append("total memory unknown (no /proc/meminfo): the table size was not checked against it")
     changes = [_kernel(writer, "proc/sys/net/netfilter/nf_conntrack_max", target, "table size")]
     hash_rel = "sys/module/nf_conntrack/parameters/hashsize"
     if os.path.exists(writer.path(hash_rel)):
@@ -120,14 +122,20 @@ def plan_conntrack(ctx: FixContext, max_entries: int | None = None) -> Plan:
         if hashsize > current_hash:
             changes.append(_kernel(writer, hash_rel, hashsize, f"max/{divisor}: short bucket chains"))
         changes.append(
-            _file(writer, "etc/modprobe.d/netdoctor-conntrack.conf",
-                  HEADER.format(fix="conntrack") + f"options nf_conntrack hashsize={max(hashsize, current_hash)}\n")
+            _file(
+                writer,
+                "etc/modprobe.d/netdoctor-conntrack.conf",
+                HEADER.format(fix="conntrack") + f"options nf_conntrack hashsize={max(hashsize, current_hash)}\n",
+            )
         )
     else:
         plan.notes.append("nf_conntrack's hashsize parameter is not exposed here; only the limit is raised")
     changes.append(
-        _file(writer, SYSCTL_D.format(fix="conntrack"),
-              _sysctl_file("conntrack", {"net.netfilter.nf_conntrack_max": target}))
+        _file(
+            writer,
+            SYSCTL_D.format(fix="conntrack"),
+            _sysctl_file("conntrack", {"net.netfilter.nf_conntrack_max": target}),
+        )
     )
     plan.changes = changes
     return plan
@@ -206,20 +214,27 @@ def plan_backlog(ctx: FixContext, values: Mapping[str, int] | None = None) -> Pl
 
 
 # --- NIC: IRQ affinity, RSS/RPS, rings ---------------------------------------------------------
-def _numa_cpus(ctx: FixContext, iface: str) -> list[int]:
-    """CPUs of the NIC's NUMA node first, then the others (scaling.rst: keep IRQs near the device)."""
+def _numa_cpus(ctx: FixContext, iface: str) -> tuple[list[int], int]:
+    """(CPUs of the NIC's NUMA node first, then the others; how many are local).
+
+    scaling.rst: keep a NIC's interrupts and receive processing near the device. Without
+    a NUMA node (virtual NICs, single-node machines) every online CPU counts as local.
+    """
+    from netdoctor.errors import ParseError
     from netdoctor.sources.parsers.sysctl import parse_cpu_list
 
     online = list(ctx.inventory.cpus) if ctx.inventory and ctx.inventory.cpus else list(range(os.cpu_count() or 1))
     nic = ctx.inventory.nics.get(iface) if ctx.inventory else None
-    if nic is None or nic.numa_node is None:
-        return online
+    if nic is None or nic.numa_node is None or nic.numa_node < 0:
+        return online, len(online)
     try:
         with open(ctx.writer.path(f"sys/devices/system/node/node{nic.numa_node}/cpulist"), encoding="utf-8") as f:
             local = [c for c in parse_cpu_list(f.read()) if c in online]
-    except (OSError, ValueError):
-        return online
-    return local + [c for c in online if c not in local]
+    except (OSError, ValueError, ParseError):
+        return online, len(online)
+    if not local:
+        return online, len(online)
+    return local + [c for c in online if c not in local], len(local)
 
 
 def _irqbalance_running(writer: Writer) -> int | None:
@@ -239,19 +254,27 @@ def _irqbalance_running(writer: Writer) -> int | None:
 
 
 def plan_irq_affinity(ctx: FixContext, iface: str, stop_irqbalance: bool = False) -> Plan:
+    """One queue IRQ per CPU, NUMA-local CPUs first, as smp_affinity_list; a udev rule re-applies it.
+
+    A NIC's configuration IRQ (virtio "-config", link-state) carries no traffic and is left alone.
+    """
     if ctx.inventory is None:
         raise FixFailed("the IRQ layout is unknown (no live inventory)")
     irqs = sorted((i for i in ctx.inventory.irqs if i.interface == iface), key=lambda i: i.irq)
+    queue_irqs = [i for i in irqs if not i.devices.rstrip().endswith("config")] or irqs
     plan = Plan("irq-affinity", "", [])
-    if not irqs:
+    if not queue_irqs:
         plan.summary = f"{iface} has no IRQ of its own in /proc/interrupts (virtual NIC, or the names differ)"
         plan.refusals.append(plan.summary)
         return plan
-    cpus = _numa_cpus(ctx, iface)
-    for index, irq in enumerate(irqs):
+    cpus, _ = _numa_cpus(ctx, iface)
+    kernel_changes = []
+    for index, irq in enumerate(queue_irqs):
         cpu = cpus[index % len(cpus)]
-        plan.changes.append(_kernel(ctx.writer, f"proc/irq/{irq.irq}/smp_affinity_list", cpu, irq.devices))
-    plan.summary = f"spread {len(irqs)} IRQs of {iface} over CPUs {', '.join(map(str, cpus[: len(irqs)]))}"
+        kernel_changes.append(_kernel(ctx.writer, f"proc/irq/{irq.irq}/smp_affinity_list", cpu, irq.devices))
+    plan.changes.extend(kernel_changes)
+    used = sorted({int(c.after) for c in kernel_changes})
+    plan.summary = f"spread {len(queue_irqs)} queue IRQs of {iface} over CPUs {', '.join(map(str, used))}"
     pid = _irqbalance_running(ctx.writer)
     if pid is not None:
         if not stop_irqbalance:
@@ -266,8 +289,8 @@ def plan_irq_affinity(ctx: FixContext, iface: str, stop_irqbalance: bool = False
             plan.changes.insert(0, Change(SERVICE, "irqbalance", "inactive", before="active", why="would undo"))
     rule = "".join(
         f'ACTION=="add", SUBSYSTEM=="net", KERNEL=="{iface}", '
-        f'RUN+="/bin/sh -c \'echo {c.after} > /proc/irq/{c.target.split("/")[2]}/smp_affinity_list\'"\n'
-        for c in plan.changes
+        f"RUN+=\"/bin/sh -c 'echo {change.after.strip()} > /{change.target}'\"\n"
+        for change in kernel_changes
     )
     plan.changes.append(
         _file(ctx.writer, UDEV_RULE.format(fix="irq-affinity", iface=iface), HEADER.format(fix="irq-affinity") + rule)
@@ -289,53 +312,93 @@ def _cpu_mask(cpus: list[int]) -> str:
     return ",".join(reversed(groups))
 
 
+def _power_of_two_at_most(value: int) -> int:
+    power = 1
+    while power * 2 <= value:
+        power *= 2
+    return power
+
+
 def plan_rss(ctx: FixContext, iface: str, queues: int | None = None) -> Plan:
-    """More hardware queues (channels) when the driver has them; RPS for a single-queue NIC."""
+    """More hardware queues (channels) when the driver has them; RPS + RFS for a single-queue NIC.
+
+    Channels: N = --queues, else what the diagnosis proposed, else the NIC's NUMA-local
+    CPUs; capped at the driver's maximum (a note says so). Combined channels when the
+    driver has them, else rx and tx. RPS: every rx queue's rps_cpus spans the online CPUs,
+    rps_flow_cnt = rps_sock_flow_entries / queues rounded down to a power of two (the
+    kernel rounds it so; scaling.rst), and the global rps_sock_flow_entries where the
+    kernel exposes it (the initial network namespace only).
+    """
     writer = ctx.writer
+    if queues is not None and queues < 1:
+        plan = Plan("rss", f"{iface} channels -> {queues}", [])
+        plan.refusals.append(f"--queues {queues}: must be at least 1")
+        return plan
     channels_text = writer.read(Change(ETHTOOL, f"{iface}:channels", "{}"))
     channels = json.loads(channels_text or "{}")
-    cpus = _numa_cpus(ctx, iface)
-    keys = [k for k in ("combined", "rx", "tx") if channels.get(f"max_{k}", 0) > 1]
+    cpus, local = _numa_cpus(ctx, iface)
+    suggested = ctx.suggested("rss", iface)
+    keys = [k for k in ("combined", "rx", "tx") if int(channels.get(f"max_{k}") or 0) > 1]
     if keys:
-        want = queues or len(cpus)
-        settable = {}
-        for key in keys:
-            settable[key] = min(want, int(channels[f"max_{key}"]))
-        if "combined" in settable:
-            settable = {"combined": settable["combined"]}
+        if "combined" in keys:
+            keys = ["combined"]
+        want = queues or int(suggested.get("combined") or suggested.get("rx") or 0) or local
+        settable = {key: min(want, int(channels[f"max_{key}"])) for key in keys}
         plan = Plan("rss", f"{iface} channels -> " + ", ".join(f"{k} {v}" for k, v in settable.items()), [])
-        plan.changes.append(writer.read_before(Change(ETHTOOL, f"{iface}:channels", json.dumps(settable, sort_keys=True))))
+        for key, value in settable.items():
+            if value < want:
+                plan.notes.append(f"{iface} has at most {value} {key} channels; {want} asked")
+        plan.changes.append(
+            writer.read_before(Change(ETHTOOL, f"{iface}:channels", json.dumps(settable, sort_keys=True)))
+        )
         args = " ".join(f"{k} {v}" for k, v in sorted(settable.items()))
         plan.changes.append(
-            _file(writer, UDEV_RULE.format(fix="rss", iface=iface),
-                  HEADER.format(fix="rss")
-                  + f'ACTION=="add", SUBSYSTEM=="net", KERNEL=="{iface}", RUN+="/usr/sbin/ethtool -L {iface} {args}"\n')
+            _file(
+                writer,
+                UDEV_RULE.format(fix="rss", iface=iface),
+                HEADER.format(fix="rss")
+                + f'ACTION=="add", SUBSYSTEM=="net", KERNEL=="{iface}", RUN+="/usr/sbin/ethtool -L {iface} {args}"\n',
+            )
         )
         return plan
     # Single queue: spread receive processing in software (scaling.rst, RPS + RFS).
-    queue_dirs = sorted(
-        q for q in os.listdir(writer.path(f"sys/class/net/{iface}/queues")) if q.startswith("rx-")
-    ) if os.path.isdir(writer.path(f"sys/class/net/{iface}/queues")) else []
+    queues_dir = writer.path(f"sys/class/net/{iface}/queues")
+    queue_dirs = sorted(q for q in os.listdir(queues_dir) if q.startswith("rx-")) if os.path.isdir(queues_dir) else []
     if not queue_dirs:
         raise FixFailed(f"{iface} has neither settable channels nor rx queues in sysfs")
     mask = _cpu_mask(cpus)
-    flow_cnt = RPS_SOCK_FLOW_ENTRIES // len(queue_dirs)
+    flow_cnt = _power_of_two_at_most(RPS_SOCK_FLOW_ENTRIES // len(queue_dirs))
     plan = Plan("rss", f"{iface} is single-queue: RPS over CPUs {cpus} (rps_cpus={mask}) with RFS", [])
     udev = []
     for queue in queue_dirs:
         base = f"sys/class/net/{iface}/queues/{queue}"
         plan.changes.append(_kernel(writer, f"{base}/rps_cpus", mask, "RPS"))
+        commands = [f"echo {mask} > /{base}/rps_cpus"]
         if os.path.exists(writer.path(f"{base}/rps_flow_cnt")):
             plan.changes.append(_kernel(writer, f"{base}/rps_flow_cnt", flow_cnt, "RFS"))
-        udev.append(f'ACTION=="add", SUBSYSTEM=="net", KERNEL=="{iface}", '
-                    f'RUN+="/bin/sh -c \'echo {mask} > /sys/class/net/{iface}/queues/{queue}/rps_cpus; '
-                    f'echo {flow_cnt} > /sys/class/net/{iface}/queues/{queue}/rps_flow_cnt\'"\n')
+            commands.append(f"echo {flow_cnt} > /{base}/rps_flow_cnt")
+        udev.append(
+            f'ACTION=="add", SUBSYSTEM=="net", KERNEL=="{iface}", RUN+="/bin/sh -c \'{"; ".join(commands)}\'"\n'
+        )
     if os.path.exists(writer.path(_sysctl_rel("net.core.rps_sock_flow_entries"))):
-        plan.changes.append(_kernel(writer, _sysctl_rel("net.core.rps_sock_flow_entries"), RPS_SOCK_FLOW_ENTRIES,
-                                    "RFS"))
-        plan.changes.append(_file(writer, SYSCTL_D.format(fix="rps"),
-                                  _sysctl_file("rps", {"net.core.rps_sock_flow_entries": RPS_SOCK_FLOW_ENTRIES})))
-    plan.changes.append(_file(writer, UDEV_RULE.format(fix="rps", iface=iface), HEADER.format(fix="rss") + "".join(udev)))
+        plan.changes.append(
+            _kernel(writer, _sysctl_rel("net.core.rps_sock_flow_entries"), RPS_SOCK_FLOW_ENTRIES, "RFS")
+        )
+        plan.changes.append(
+            _file(
+                writer,
+                SYSCTL_D.format(fix="rps"),
+                _sysctl_file("rss", {"net.core.rps_sock_flow_entries": RPS_SOCK_FLOW_ENTRIES}),
+            )
+        )
+    else:
+        plan.notes.append(
+            "net.core.rps_sock_flow_entries is not exposed here (not the initial network "
+            "namespace?): RFS flow steering needs it set on the host"
+        )
+    plan.changes.append(
+        _file(writer, UDEV_RULE.format(fix="rps", iface=iface), HEADER.format(fix="rss") + "".join(udev))
+    )
     return plan
 
 
@@ -355,15 +418,25 @@ def plan_ring(ctx: FixContext, iface: str, rx: int | None = None, tx: int | None
         plan.refusals.append(f"{iface} reports no settable rings")
         return plan
     for key, value in want.items():
+        if value < 1:
+            plan.refusals.append(f"{key} {value}: a ring needs at least one descriptor")
         if value > rings[f"{key}_max"]:
             plan.refusals.append(f"{key} {value} exceeds the driver's maximum {rings[f'{key}_max']}")
         if value < rings[key]:
             plan.refusals.append(f"{key} {value} is below the current {rings[key]}: netdoctor only raises rings")
-    plan.changes.append(writer.read_before(Change(ETHTOOL, f"{iface}:rings", json.dumps(want, sort_keys=True))))
+    ring_change = writer.read_before(Change(ETHTOOL, f"{iface}:rings", json.dumps(want, sort_keys=True)))
+    rule_rel = UDEV_RULE.format(fix="ring", iface=iface)
+    if writer.is_noop(ring_change) and not plan.refusals and not os.path.exists(writer.path(rule_rel)):
+        plan.summary = f"{iface} rings already at " + ", ".join(f"{k} {v}" for k, v in want.items())
+        return plan  # nothing to set, nothing of ours to keep in step: no change at all
+    plan.changes.append(ring_change)
     args = " ".join(f"{k} {v}" for k, v in sorted(want.items()))
     plan.changes.append(
-        _file(writer, UDEV_RULE.format(fix="ring", iface=iface),
-              HEADER.format(fix="ring")
-              + f'ACTION=="add", SUBSYSTEM=="net", KERNEL=="{iface}", RUN+="/usr/sbin/ethtool -G {iface} {args}"\n')
+        _file(
+            writer,
+            rule_rel,
+            HEADER.format(fix="ring")
+            + f'ACTION=="add", SUBSYSTEM=="net", KERNEL=="{iface}", RUN+="/usr/sbin/ethtool -G {iface} {args}"\n',
+        )
     )
     return plan

@@ -82,7 +82,8 @@ def diff(plan: Plan) -> str:
             lines.extend(
                 line.rstrip("\n")
                 for line in difflib.unified_diff(
-                    before, after,
+                    before,
+                    after,
                     fromfile="/dev/null" if change.before is None else f"a/{change.target}",
                     tofile=f"b/{change.target}",
                 )
@@ -250,8 +251,7 @@ def apply_plan(plan: Plan, writer: Writer, *, inject_failure_after: int | None =
                     except OSError:
                         pass
                     raise RollbackFailed(
-                        f"{exc}; rolling back failed for: {'; '.join(failures)} (journal {entry['id']}: "
-                        f"{journal.path})"
+                        f"{exc}; rolling back failed for: {'; '.join(failures)} (journal {entry['id']}: {journal.path})"
                     ) from exc
                 raise FixFailed(f"{exc}; everything already applied was rolled back, nothing changed") from exc
         finally:
@@ -273,9 +273,7 @@ def rollback(writer: Writer, entry_id: str | None = None) -> dict[str, Any]:
                 known = ", ".join(e["id"] for e in candidates) or "none"
                 raise NetdoctorError(f"no applied fix {entry_id} to roll back (applied: {known})")
             entry = chosen[0]
-            later = [
-                e for e in candidates[candidates.index(entry) + 1 :] if _targets(e) & _targets(entry)
-            ]
+            later = [e for e in candidates[candidates.index(entry) + 1 :] if _targets(e) & _targets(entry)]
             if later:
                 raise FixRefused(
                     f"{entry_id} changed what later fix(es) {', '.join(e['id'] for e in later)} changed "

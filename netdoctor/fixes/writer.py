@@ -134,8 +134,7 @@ class Writer:
         except FileNotFoundError:
             if change.kind == KERNEL:
                 raise CannotRead(
-                    f"cannot read /{change.target}: no such file (this kernel or network namespace "
-                    "does not have it)"
+                    f"cannot read /{change.target}: no such file (this kernel or network namespace does not have it)"
                 ) from None
             return None
         except (OSError, UnicodeDecodeError) as exc:

@@ -49,9 +49,7 @@ class ServeApp:
         self.store = ReportStore(settings.reports_dir)
         for problem in self.store.load_errors:
             log.warning("unreadable report: %s", problem)
-        self.forwarder = (
-            Forwarder(settings.forward_url, base_url=settings.public_url) if settings.forward_url else None
-        )
+        self.forwarder = Forwarder(settings.forward_url, base_url=settings.public_url) if settings.forward_url else None
         self.worker = AlertWorker(
             self.store,
             diagnose_alert or make_diagnose_alert(settings),
@@ -136,7 +134,11 @@ class ServeApp:
         if jobs and not self.queue.offer(jobs):
             self.store.release([job.report_id for job in jobs])
             retry = self.queue.retry_after_s()
-            return 503, {"error": f"queue full ({self.queue.capacity}); retry in {retry} s"}, {"Retry-After": str(retry)}
+            return (
+                503,
+                {"error": f"queue full ({self.queue.capacity}); retry in {retry} s"},
+                {"Retry-After": str(retry)},
+            )
         for alert in notification.alerts:
             if not alert.firing:
                 answer["resolved"].append(self.store.resolve(alert))

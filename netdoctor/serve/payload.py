@@ -30,9 +30,7 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # host, host:port, [ipv6]:port, ipv6 — what a node_exporter scrape target's instance looks like.
 INSTANCE = re.compile(r"^(\[[0-9A-Fa-f:.%a-zA-Z]+\]|[A-Za-z0-9_.:%-]+)(:[0-9]{1,5})?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 # Alertmanager writes Go's zero time for "no end yet".
 _GO_ZERO_YEAR = 1
 

@@ -35,9 +35,15 @@ MAX_MEMBER_BYTES = 512 << 20
 
 def _sample_files(raw: RawSample) -> dict[str, bytes]:
     files = {rel: text.encode() for rel, text in raw.files.items()}
+    if "sys/class/net" not in raw.errors:
+        files[LISTED_MARKER] = b""
     if raw.errors:
         files[ERRORS_FILE] = json.dumps(raw.errors, sort_keys=True, indent=1).encode()
     return files
+
+
+# Marks "the NIC listing worked" in a capture with no physical NIC (an empty dir would be lost in git).
+LISTED_MARKER = "sys/class/net/.netdoctor-listed"
 
 
 def _device_dirs(raw: RawSample) -> set[str]:

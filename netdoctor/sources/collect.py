@@ -104,7 +104,10 @@ def _file_parsers() -> dict[str, Callable[[str, dict[str, str]], list[Metric]]]:
         "proc/net/sockstat6": lambda text, _: sockstat.sockstat_metrics(
             sockstat.parse_sockstat(text), ipv6=True
         ),
-        "proc/net/softnet_stat": lambda text, _: softnet.softnet_metrics(softnet.parse_softnet(text)),
+        # Rows are online CPUs: without the index column, /proc/stat's CPU list names them.
+        "proc/net/softnet_stat": lambda text, files: softnet.softnet_metrics(
+            softnet.parse_softnet(text, online_cpus=_online_cpus(files))
+        ),
         "proc/net/stat/nf_conntrack": lambda text, _: conntrack.conntrack_stat_metrics(
             conntrack.parse_conntrack_stat(text)
         ),
@@ -113,6 +116,16 @@ def _file_parsers() -> dict[str, Callable[[str, dict[str, str]], list[Metric]]]:
         "proc/interrupts": lambda text, _: interrupts.interrupts_metrics(interrupts.parse_interrupts(text)),
         "proc/meminfo": lambda text, _: meminfo.meminfo_metrics(meminfo.parse_meminfo(text)),
     }
+
+
+def _online_cpus(files: dict[str, str]) -> list[int] | None:
+    from netdoctor.sources.parsers.cpustat import online_cpus, parse_stat
+
+    text = files.get("proc/stat")
+    try:
+        return online_cpus(parse_stat(text)) if text is not None else None
+    except ParseError:
+        return None
 
 
 def _cannot(rel: str, why: str) -> str:
@@ -231,15 +244,7 @@ class _Builder:
         return inventory
 
     def _online_cpus(self) -> list[int]:
-        from netdoctor.sources.parsers.cpustat import online_cpus, parse_stat
-
-        text = self.raw.files.get("proc/stat")
-        if text is None:
-            return []
-        try:
-            return online_cpus(parse_stat(text))
-        except ParseError:
-            return []
+        return _online_cpus(self.raw.files) or []
 
     def _nic(self, iface: str) -> NicInfo:
         from netdoctor.sources.parsers.sysctl import parse_cpu_mask, parse_int

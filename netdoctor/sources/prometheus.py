@@ -304,7 +304,7 @@ class PrometheusView(View):
         start = self.at - self.window_s
         out = {}
         for key, samples in self.series.get(metric, {}).items():
-            if samples and start < samples[-1][0] <= self.at + 1e-9 and _matches(key, match):
+            if samples and start < samples[-1][0] <= self.at + 5e-4 and _matches(key, match):
                 out[key] = samples
         return out
 
@@ -402,7 +402,8 @@ class PrometheusSource:
         return [f"{promql.selector(self.matchers(), names)}[{span}]" for names in batches]
 
     def view(self, needs: Iterable[str]) -> PrometheusView:
-        at = time.time() if self.at is None else self.at
+        # Prometheus keeps milliseconds: round so that "the sample at --at" is inside the window.
+        at = round(time.time() if self.at is None else self.at, 3)
         if at > time.time() + 60:
             raise SourceError(f"--at {_fmt_time(at)} is in the future")
         names = sorted(set(needs))

@@ -189,7 +189,8 @@ class Reader:
             sample.errors[rel] = self.recorded_errors[rel]
             return []
         try:
-            return sorted(os.listdir(self.path(rel)))
+            # Dot names are never kernel entries (a capture's own markers are).
+            return sorted(name for name in os.listdir(self.path(rel)) if not name.startswith("."))
         except OSError as exc:
             sample.errors[rel] = describe_error(rel, exc)
             return []

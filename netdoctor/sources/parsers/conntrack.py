@@ -44,9 +44,7 @@ def parse_conntrack_stat(text: str) -> list[dict[str, int]]:
     header_number, header_line = lines[0]
     header = header_line.split()
     if not header or header[0] != "entries" or not all(_NAME.fullmatch(name) for name in header):
-        raise ParseError(
-            f"line {header_number}: header does not start with 'entries': {header_line.strip()!r}"
-        )
+        raise ParseError(f"line {header_number}: header does not start with 'entries': {header_line.strip()!r}")
     if len(set(header)) != len(header):
         raise ParseError(f"line {header_number}: a column name repeats in the header")
     rows: list[dict[str, int]] = []

@@ -90,9 +90,7 @@ def parse_stat(text: str) -> StatInfo:
         cpu_match = _CPU_NAME.fullmatch(key)
         if cpu_match:
             if not 4 <= len(values) <= len(CPU_MODES):
-                raise ParseError(
-                    f"line {number}: {key} has {len(values)} columns, expected 4-{len(CPU_MODES)}"
-                )
+                raise ParseError(f"line {number}: {key} has {len(values)} columns, expected 4-{len(CPU_MODES)}")
             times = CpuTimes(**dict(zip(CPU_MODES, _uints(values, number), strict=False)))
             if cpu_match.group(1):
                 cpu = int(cpu_match.group(1))
@@ -151,9 +149,7 @@ def stat_metrics(info: StatInfo) -> list[Metric]:
         for mode, column in (("user", "guest"), ("nice", "guest_nice")):
             ticks = times.ticks(column)
             if ticks is not None:
-                metrics.append(
-                    ("node_cpu_guest_seconds_total", {"cpu": str(cpu), "mode": mode}, ticks / USER_HZ)
-                )
+                metrics.append(("node_cpu_guest_seconds_total", {"cpu": str(cpu), "mode": mode}, ticks / USER_HZ))
     scalars = (
         ("node_intr_total", info.interrupts_total),
         ("node_context_switches_total", info.context_switches),
@@ -163,7 +159,5 @@ def stat_metrics(info: StatInfo) -> list[Metric]:
         ("node_procs_blocked", info.procs_blocked),
     )
     metrics.extend((name, {}, float(value)) for name, value in scalars if value is not None)
-    metrics.extend(
-        ("node_softirqs_total", {"vector": vector}, float(count)) for vector, count in info.softirqs.items()
-    )
+    metrics.extend(("node_softirqs_total", {"vector": vector}, float(count)) for vector, count in info.softirqs.items())
     return metrics

@@ -359,9 +359,7 @@ def parse_socket_table(text: str, proto: str, family: int) -> SocketTable:
         lines_in_block = block.count("\n") + (0 if block.endswith("\n") else 1)
         if len(rows) != lines_in_block:
             _fail_on_first_bad_line(block, line_number, proto, family)
-            raise ParseError(
-                f"lines {line_number}-{line_number + lines_in_block - 1}: rows that do not parse"
-            )
+            raise ParseError(f"lines {line_number}-{line_number + lines_in_block - 1}: rows that do not parse")
         if rows:
             try:
                 _append_rows(table, rows, ip_index, proto, family)
@@ -379,9 +377,7 @@ def parse_socket_table(text: str, proto: str, family: int) -> SocketTable:
 
 # After the "sl:" field: local ip, then "remote_ip:remote_port state" as one token. ": " occurs once a row,
 # right after the slot number, so the scan is a fast literal search; the header never contains it.
-_GROUP_ROW_BYTES = re.compile(
-    rb": ([0-9A-Fa-f]+):[0-9A-Fa-f]{4} ([0-9A-Fa-f]+:[0-9A-Fa-f]{4} [0-9A-Fa-f]{2})"
-)
+_GROUP_ROW_BYTES = re.compile(rb": ([0-9A-Fa-f]+):[0-9A-Fa-f]{4} ([0-9A-Fa-f]+:[0-9A-Fa-f]{4} [0-9A-Fa-f]{2})")
 _GROUP_ROW_TEXT = re.compile(_GROUP_ROW_BYTES.pattern.decode())
 
 
@@ -417,9 +413,7 @@ class DestinationStateGrouper:
         grouped: dict[tuple[str, str, int, str], int] = {}
         ip_text: dict[bytes | str, str] = {}
         for (local_hex, remote_and_state), count in self._counts.items():
-            remote_hex, port_hex_and_state = remote_and_state.split(
-                b":" if isinstance(local_hex, bytes) else ":"
-            )
+            remote_hex, port_hex_and_state = remote_and_state.split(b":" if isinstance(local_hex, bytes) else ":")
             port_hex, state_hex = port_hex_and_state.split()
             try:
                 local_ip = ip_text.get(local_hex) or ip_text.setdefault(local_hex, hex_to_ip(local_hex))

@@ -19,8 +19,7 @@ def read(kernel: str) -> str:
 
 def series(kernel: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
-        (name, tuple(sorted(labels.items()))): value
-        for name, labels, value in stat_metrics(parse_stat(read(kernel)))
+        (name, tuple(sorted(labels.items()))): value for name, labels, value in stat_metrics(parse_stat(read(kernel)))
     }
 
 

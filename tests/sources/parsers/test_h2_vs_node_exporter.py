@@ -123,9 +123,7 @@ def _relabel_cpu(key: Key, mapping: dict[str, str]) -> Key:
 
 def node_exporter_series(root: Path) -> Series:
     """node_exporter's series for our families, with its 1.5.0 CPU labelling faults undone."""
-    with node_exporter(
-        COLLECTORS, procfs=root / "proc", sysfs=root / "sys", extra_args=NODE_EXPORTER_ARGS
-    ) as url:
+    with node_exporter(COLLECTORS, procfs=root / "proc", sysfs=root / "sys", extra_args=NODE_EXPORTER_ARGS) as url:
         scraped = scrape(url)
     for collector in COLLECTORS:
         assert scraped[("node_scrape_collector_success", (("collector", collector),))] == 1.0, collector
@@ -175,9 +173,7 @@ def test_kernel_fixture(kernel: str) -> None:
 def test_6_1_offline_cpu_values_land_on_the_real_cpu() -> None:
     """The relabelling above is not a no-op: CPU 3's softnet row is node_exporter's cpu="2"."""
     root = KERNELS / "6.1"
-    with node_exporter(
-        COLLECTORS, procfs=root / "proc", sysfs=root / "sys", extra_args=NODE_EXPORTER_ARGS
-    ) as url:
+    with node_exporter(COLLECTORS, procfs=root / "proc", sysfs=root / "sys", extra_args=NODE_EXPORTER_ARGS) as url:
         scraped = scrape(url)
     ours = our_series(root)
     assert (

@@ -155,9 +155,7 @@ def test_live_fixture_matches_what_ss_showed_in_that_namespace() -> None:
 @pytest.mark.parametrize("kernel", [*WRITTEN_KERNELS, "live-6.18"])
 def test_fast_grouping_agrees_with_the_full_table(kernel: str) -> None:
     texts = load(kernel)
-    expected = Counter(
-        (s.local_ip, s.remote_ip, s.remote_port, s.state) for s in table_of(kernel) if s.proto == "tcp"
-    )
+    expected = Counter((s.local_ip, s.remote_ip, s.remote_port, s.state) for s in table_of(kernel) if s.proto == "tcp")
     assert group_by_destination_and_state(texts) == dict(expected)
 
 
@@ -202,9 +200,7 @@ def test_table_round_trips_through_sockets_merge_and_equality() -> None:
 
 def test_table_is_columnar_not_one_object_per_socket() -> None:
     row = "{i:6d}: 0500000A:{port:04X} 0700000A:1538 01 00000000:00000000 00:00000000 00000000 1000 0 {ino}"
-    header = (
-        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-    )
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
     text = header + "\n".join(row.format(i=i, port=1024 + i % 60000, ino=10_000 + i) for i in range(100_000))
     table = parse_socket_table(text, "tcp", 4)
     assert len(table) == 100_000
@@ -216,9 +212,7 @@ def test_table_is_columnar_not_one_object_per_socket() -> None:
     assert column_bytes / len(table) < 64
     assert len(table._ips) == 2  # two distinct addresses, interned once
     assert table.state_counts() == {"ESTABLISHED": 100_000}
-    assert table.destination_usage(32768, 60999) == {
-        ("10.0.0.5", "10.0.0.7", 5432): {"ESTABLISHED": 28_232 + 8_256}
-    }
+    assert table.destination_usage(32768, 60999) == {("10.0.0.5", "10.0.0.7", 5432): {"ESTABLISHED": 28_232 + 8_256}}
 
 
 def test_unknown_future_state_stays_visible() -> None:
@@ -260,9 +254,7 @@ GOOD = "   0: 0100007F:0277 00000000:0000 0A 00000000:00000000 00:00000000 00000
         (HEADER + GOOD.replace(" 635 ", " 99999999999999999999999 "), "tcp", 4, "line"),
     ],
 )
-def test_malformed_input_raises_parse_error_with_the_line(
-    text: str, proto: str, family: int, message: str
-) -> None:
+def test_malformed_input_raises_parse_error_with_the_line(text: str, proto: str, family: int, message: str) -> None:
     with pytest.raises(ParseError, match=re.escape(message)):
         parse_socket_table(text, proto, family)
 
@@ -397,14 +389,9 @@ def test_parse_of_a_real_namespace_matches_ss(scenario_namespace: tuple[str, int
     namespace, holder_pid = scenario_namespace
     net = Path(f"/proc/{holder_pid}/net")
     table = SocketTable.merge(
-        [
-            parse_socket_table((net / name).read_text(), *FILES[name])
-            for name in ("tcp", "tcp6", "udp", "udp6")
-        ]
+        [parse_socket_table((net / name).read_text(), *FILES[name]) for name in ("tcp", "tcp6", "udp", "udp6")]
     )
-    ours = Counter(
-        (s.proto, s.state, s.local_ip, s.local_port, s.remote_ip, s.remote_port, s.rx_queue) for s in table
-    )
+    ours = Counter((s.proto, s.state, s.local_ip, s.local_port, s.remote_ip, s.remote_port, s.rx_queue) for s in table)
     deadline = time.monotonic() + 5
     while (theirs := _ss_rows(namespace)) != ours and time.monotonic() < deadline:
         time.sleep(0.2)  # a FIN still in flight between the two reads
@@ -420,9 +407,7 @@ def test_parse_of_a_real_namespace_matches_ss(scenario_namespace: tuple[str, int
     assert table.state_counts("udp") == {"CLOSE": 1}
 
     # The fast path, read live from that namespace, agrees with the table (both reader variants).
-    expected = dict(
-        Counter((s.local_ip, s.remote_ip, s.remote_port, s.state) for s in table if s.proto == "tcp")
-    )
+    expected = dict(Counter((s.local_ip, s.remote_ip, s.remote_port, s.state) for s in table if s.proto == "tcp"))
     assert read_destination_state_counts(str(net)) == expected
     assert _counts_with_threads([str(net / "tcp"), str(net / "tcp6")]) == expected
 
