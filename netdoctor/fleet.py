@@ -388,39 +388,42 @@ def rank_fleet(
 def render_fleet(report: FleetReport, fmt: str = "table", limit: int | None = None) -> str:
     """Worst first; healthy instances are counted, not listed (unless JSON)."""
     if fmt == "json":
-        return json.dumps(
-            {
-                "at": report.at,
-                "window_s": report.window_s,
-                "prometheus": report.url,
-                "http_requests": report.http_requests,
-                "exit_code": report.exit_code(),
-                "instances": [
-                    {
-                        "rank": rank,
-                        "instance": r.instance,
-                        "severity": r.severity.label,
-                        "up": r.up,
-                        "worst": r.worst.summary if r.worst else None,
-                        "problems": [
-                            {
-                                "signal": x.signal,
-                                "check": x.check,
-                                "severity": x.severity.label,
-                                "value": x.value,
-                                "threshold": x.threshold,
-                                "summary": x.summary,
-                            }
-                            for x in sorted(r.results, key=lambda x: (-x.severity, -x.magnitude))
-                            if x.severity >= Severity.WARNING
-                        ],
-                        "not_judged": r.not_judged,
-                    }
-                    for rank, r in enumerate(report.instances, start=1)
-                ],
-            },
-            indent=2,
-        ) + "\n"
+        return (
+            json.dumps(
+                {
+                    "at": report.at,
+                    "window_s": report.window_s,
+                    "prometheus": report.url,
+                    "http_requests": report.http_requests,
+                    "exit_code": report.exit_code(),
+                    "instances": [
+                        {
+                            "rank": rank,
+                            "instance": r.instance,
+                            "severity": r.severity.label,
+                            "up": r.up,
+                            "worst": r.worst.summary if r.worst else None,
+                            "problems": [
+                                {
+                                    "signal": x.signal,
+                                    "check": x.check,
+                                    "severity": x.severity.label,
+                                    "value": x.value,
+                                    "threshold": x.threshold,
+                                    "summary": x.summary,
+                                }
+                                for x in sorted(r.results, key=lambda x: (-x.severity, -x.magnitude))
+                                if x.severity >= Severity.WARNING
+                            ],
+                            "not_judged": r.not_judged,
+                        }
+                        for rank, r in enumerate(report.instances, start=1)
+                    ],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     from tabulate import tabulate
 
     rows = []

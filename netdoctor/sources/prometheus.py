@@ -180,6 +180,9 @@ class PrometheusClient:
         from prometheus_api_client.exceptions import PrometheusApiClientException
 
         where = f"Prometheus at {self.url}"
+        timed_out = (
+            f"{where} did not answer {what} within {self.timeout_s:g} s (raise --timeout, or shorten --lookback)"
+        )
         try:
             return fn()
         except requests.exceptions.SSLError as exc:
@@ -187,14 +190,10 @@ class PrometheusClient:
                 f"TLS error talking to {where}: {exc.__class__.__name__} (use --ca-file, or --insecure-skip-verify)"
             ) from None
         except requests.exceptions.Timeout:
-            raise SourceError(
-                f"{where} did not answer {what} within {self.timeout_s:g} s (raise --timeout, or shorten --lookback)"
-            ) from None
+            raise SourceError(timed_out) from None
         except requests.exceptions.ConnectionError as exc:
             if "timed out" in str(exc).lower():
-                raise SourceError(
-                    f"{where} did not answer {what} within {self.timeout_s:g} s (raise --timeout, or shorten --lookback)"
-                ) from None
+                raise SourceError(timed_out) from None
             reason = "connection refused" if "refused" in str(exc).lower() else exc.__class__.__name__
             raise SourceError(f"cannot reach {where}: {reason} (is it running? check --prometheus)") from None
         except requests.exceptions.RequestException as exc:
@@ -206,7 +205,9 @@ class PrometheusClient:
                     f"{where} refused the request (HTTP {status}): check --bearer-token-file / --basic-auth"
                 ) from None
             if status == 404:
-                raise SourceError(f"{where}: {what} not found (HTTP 404): is --prometheus the API's base URL?") from None
+                raise SourceError(
+                    f"{where}: {what} not found (HTTP 404): is --prometheus the API's base URL?"
+                ) from None
             if status == 503 or "timeout" in detail.lower() or "timed out" in detail.lower():
                 raise SourceError(f"{where} gave up on {what}: {detail} (shorten --lookback)") from None
             if "too many samples" in detail:
@@ -467,9 +468,8 @@ class PrometheusSource:
         close = difflib.get_close_matches(self.instance, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         listing = ", ".join(sorted(known)[:8]) + (" ..." if len(known) > 8 else "")
-        return (
-            f"unknown instance {self.instance!r} at Prometheus {self.client.url}"
-            + (hint or (f"; known instances: {listing}" if known else "; it has no instance label at all"))
+        return f"unknown instance {self.instance!r} at Prometheus {self.client.url}" + (
+            hint or (f"; known instances: {listing}" if known else "; it has no instance label at all")
         )
 
 
@@ -526,7 +526,7 @@ _GAUGE_NETSTAT = {"node_netstat_Tcp_CurrEstab"}
 
 
 def series_kind(metric: str) -> str:
-    """"rate" for counters (node_exporter names them *_total, or netstat/conntrack stat fields)."""
+    """Whether a metric is a counter ("rate"): *_total, netstat and conntrack stat fields; else "gauge"."""
     if metric.endswith("_total") or metric.startswith("node_nf_conntrack_stat_"):
         return "rate"
     if metric.startswith("node_netstat_") and metric not in _GAUGE_NETSTAT:

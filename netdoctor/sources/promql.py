@@ -118,7 +118,7 @@ def parse_selector(text: str | None) -> list[Matcher]:
     while pos < len(body):
         found = _MATCHER.match(body, pos)
         if not found:
-            raise PromQLInputError(f"cannot parse selector {text!r} at {body[pos:pos + 20]!r}")
+            raise PromQLInputError(f"cannot parse selector {text!r} at {body[pos : pos + 20]!r}")
         name, op, raw, _ = found.groups()
         if name == "__name__":
             raise PromQLInputError("the selector may not choose metric names (__name__)")

@@ -109,7 +109,9 @@ def test_window_rate_counts_a_decrease_as_a_reset() -> None:
 
 
 def test_rolling_rates_equal_window_rate_at_each_sample() -> None:
-    samples = [(float(t), float(v)) for t, v in zip(range(0, 300, 15), [0, 10, 30, 5, 20, 80, 80, 95] * 3)]
+    samples = [
+        (float(t), float(v)) for t, v in zip(range(0, 300, 15), [0, 10, 30, 5, 20, 80, 80, 95] * 3, strict=False)
+    ]
     rolling = dict(promql.rolling_rates(samples, 60))
     for t, rate in rolling.items():
         assert rate == pytest.approx(promql.window_rate(samples, t - 60, t))
