@@ -75,7 +75,10 @@ class Evidence:
     note: str = ""
 
     def describe(self) -> str:
-        text = f"{self.note or self.metric}={_fmt(self.value)}{self.unit}"
+        name = self.note or self.metric
+        if self.labels and not self.note:
+            name += "{" + ",".join(f"{k}={v}" for k, v in sorted(self.labels.items())) + "}"
+        text = f"{name}={_fmt(self.value)}{self.unit}"
         if self.threshold is not None:
             text += f" (threshold {_fmt(self.threshold)}{self.unit})"
         return text
