@@ -58,11 +58,15 @@ def tcp_states(ns: Namespace) -> Counter[str]:
     return Counter(line.split()[0] for line in out.splitlines() if line.strip())
 
 
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+def wait_for(
+    what: str, predicate: Callable[[], bool], timeout: float = 20.0, describe: Callable[[], str] | None = None
+) -> None:
+    """Poll until `predicate()`; on timeout say what was awaited and, with `describe`, what was seen."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise NetnsError(f"timed out after {timeout}s waiting for {what}")
+            seen = f" (seen: {describe()})" if describe else ""
+            raise NetnsError(f"timed out after {timeout}s waiting for {what}{seen}")
         time.sleep(0.1)
 
 
@@ -178,6 +182,7 @@ def timewait_closewait(closewait: int = 120, timewait: int = 200, max_tw_buckets
         wait_for(
             f"{closewait} CLOSE_WAIT and {timewait} TIME_WAIT in the server namespace",
             lambda: (s := tcp_states(pair.server))["CLOSE-WAIT"] >= closewait and s["TIME-WAIT"] >= timewait,
+            describe=lambda: str(dict(tcp_states(pair.server))),
         )
         yield ScenarioRun(
             "timewait_closewait",

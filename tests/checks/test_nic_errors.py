@@ -239,6 +239,15 @@ def test_real_veth_tx_drops_and_carrier_flaps():
         subprocess.run(
             [*ip, "neigh", "add", "10.77.0.2", "lladdr", mac, "dev", "vA", "nud", "permanent"], check=True
         )
+        # Carrier comes up asynchronously after `link set up`: let it settle, or the "quiet" window below
+        # would see the link-up as a carrier change (seen as a flake under load).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            states = [in_netns(ns, "cat", f"/sys/class/net/{d}/operstate").strip() for d in ("vA", "vB")]
+            if states == ["up", "up"]:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
         with exporter_in(ns, ["netdev", "netclass"]) as scrape:
             quiet = view_between(scrape(), scrape())
             assert run(quiet)[0].status is Status.HEALTHY
