@@ -559,14 +559,26 @@ def connect_and_close(ip: str, port: str, count: str, wait_eof: str = "0") -> No
     done(made=made)
 
 
-def bulk_sender(ip: str, port: str, chunk: str = "65536") -> None:
-    """Send to ip:port as fast as TCP allows, until terminated (worker)."""
+def bulk_sender(ip: str, port: str, streams: str = "4", chunk: str = "65536") -> None:
+    """Send to ip:port over `streams` parallel connections as fast as TCP allows, until terminated (worker).
+
+    Several streams because one lossy flow stalls for whole RTO backoffs (up to seconds):
+    over a 2 s window a single flow can send nothing new at all, while four rarely stall together.
+    """
+    import threading
+
     payload = b"x" * int(chunk)
-    sock = socket.create_connection((ip, int(port)), timeout=30)
-    ready(pid=os.getpid(), local=list(sock.getsockname()))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    while True:
-        sock.sendall(payload)
+    socks = [socket.create_connection((ip, int(port)), timeout=30) for _ in range(int(streams))]
+
+    def pump(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                sock.sendall(payload)
+
+    for sock in socks:
+        threading.Thread(target=pump, args=(sock,), daemon=True).start()
+    ready(pid=os.getpid(), local=[list(sock.getsockname()) for sock in socks])
+    serve_until_terminated()
 
 
 def connect_hammer(ip: str, port: str, per_s: str = "200", keep: str = "2000") -> None:

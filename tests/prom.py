@@ -166,11 +166,28 @@ def backfill(history: History, tsdb: Path) -> None:
 
 
 @contextmanager
-def prometheus_server(tsdb: Path, *, retention: str = "30d", extra: Sequence[str] = ()) -> Iterator[str]:
-    """Start the real prometheus on a free loopback port over `tsdb`; yield its base URL."""
+def prometheus_server(
+    tsdb: Path,
+    *,
+    retention: str = "30d",
+    extra: Sequence[str] = (),
+    scrape_targets: Sequence[str] = (),
+    scrape_interval: str = "15s",
+) -> Iterator[str]:
+    """Start the real prometheus on a free loopback port over `tsdb`; yield its base URL.
+
+    With `scrape_targets` (host:port of node_exporters) it scrapes them as job "node".
+    """
     binary = require_binary("prometheus")
     config = tsdb.parent / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+    scrape = "scrape_configs: []\n"
+    if scrape_targets:
+        targets = ", ".join(f"'{t}'" for t in scrape_targets)
+        scrape = (
+            f"scrape_configs:\n  - job_name: node\n    scrape_interval: {scrape_interval}\n"
+            f"    scrape_timeout: {scrape_interval}\n    static_configs:\n      - targets: [{targets}]\n"
+        )
+    config.write_text("global:\n  scrape_interval: 15s\n" + scrape)
     port = free_port()
     log = (tsdb.parent / "prometheus.log").open("w")
     proc = subprocess.Popen(
