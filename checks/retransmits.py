@@ -9,6 +9,9 @@ Thresholds (all overridable):
 - `warn_ratio` = 0.01 and `crit_ratio` = 0.05: more than 1% / 5% of sent segments are
   retransmits (THRESHOLDS.md: no anchor alerts on retransmits; these are netdoctor's
   defaults — 1% already costs a Reno/CUBIC flow much of its throughput).
+- `min_stall_retrans` = 20: below the traffic guard, at least this many retransmits in the window with RTO
+  timeouts rising and no more new segments than retransmits is a stall (a path dropping everything), a
+  warning; without it, a dead path would read "too little traffic".
 - `min_out_segs` = 1000: the ratio is judged only when at least 1000 segments were sent
   in the window (100/s over the live 10 s window; about 3/s over a 5 min Prometheus
   window). Below that one lost packet makes a percentage: with 1000 segments a 1% ratio
@@ -28,7 +31,7 @@ from typing import Any
 from netdoctor.checks._common import evidence, magnitude, pct, per_s, seconds, settings, severity_for, total
 
 from netdoctor.causes import TCP_RETRANSMITS
-from netdoctor.model import Evidence, Finding
+from netdoctor.model import Evidence, Finding, Severity
 from netdoctor.view import View
 
 ID = "retransmits"
@@ -42,6 +45,7 @@ THRESHOLDS: dict[str, Any] = {
     "warn_ratio": 0.01,
     "crit_ratio": 0.05,
     "min_out_segs": 1000,
+    "min_stall_retrans": 20,
 }
 
 
@@ -53,6 +57,32 @@ def _side_evidence(view: View) -> list[Evidence]:
         if rate is not None:
             out.append(evidence(view, metric, rate, unit="/s", note=note))
     return out
+
+
+def _stalled(
+    view: View, retrans: float, out: float, min_retrans: float, base: list[Evidence]
+) -> Finding | None:
+    """Too little traffic for a ratio, yet retransmitting with RTOs firing: connections stalled, not idle.
+
+    A path that drops everything sends almost nothing new (cwnd collapses), so the volume guard alone
+    would call it healthy.
+    """
+    timeouts = total(view.rate(TIMEOUTS)) if view.has(TIMEOUTS) else None
+    interval = view.interval_s or 0.0
+    if retrans * interval < min_retrans or not timeouts or retrans < out:
+        return None
+    return Finding(
+        check=ID,
+        severity=Severity.WARNING,
+        summary=(
+            f"TCP is retransmitting ({per_s(retrans)}, RTO timeouts {per_s(timeouts)}) while sending almost "
+            f"nothing new ({per_s(out)}): connections are stalled on a path that drops their packets"
+        ),
+        confidence=0.8,
+        magnitude=magnitude(retrans * interval, min_retrans),
+        evidence=[*base, evidence(view, TIMEOUTS, timeouts, unit="/s", note="RTO timeouts")],
+        tags=[TCP_RETRANSMITS],
+    )
 
 
 def run(view: View, thresholds: Mapping[str, Any]) -> list[Finding]:
@@ -73,6 +103,9 @@ def run(view: View, thresholds: Mapping[str, Any]) -> list[Finding]:
         evidence(view, RETRANS, retrans, unit="/s", note="segments retransmitted"),
     ]
     if sent_in_window < min_out:
+        stalled = _stalled(view, retrans, out, float(limits["min_stall_retrans"]), base)
+        if stalled is not None:
+            return [stalled]
         finding = Finding.healthy(
             ID,
             f"too little TCP traffic to judge a retransmit ratio: {sent_in_window:.0f} segments sent "

@@ -194,15 +194,23 @@ def list_checks(checks_dir: tuple[str, ...]) -> None:
 @click.option("--netdev-max-backlog", type=int, default=None)
 @click.option("--netdev-budget", type=int, default=None)
 @click.option("--from-diagnosis", is_flag=True, help="Apply what the current diagnosis proposes.")
-@click.option("--rollback", "rollback_id", is_flag=False, flag_value="latest", default=None, metavar="[ID]",
-              help="Restore what fix ID (default: the latest) changed.")
+@click.option(
+    "--rollback",
+    "rollback_id",
+    is_flag=False,
+    flag_value="latest",
+    default=None,
+    metavar="[ID]",
+    help="Restore what fix ID (default: the latest) changed.",
+)
 @click.option("--journal", "show_journal", is_flag=True, help="List applied fixes.")
 def fix(**options: Any) -> None:
     """Apply a fix safely: diff first, verify after, persist, journal, roll back on demand.
 
     Exit codes: 0 done (or dry run, or nothing to change), 3 could not run, 4 refused
-    (not root, unsafe value, irqbalance, another fix running), 5 failed and rolled back,
-    6 failed and the rollback failed too (see the journal).
+    (not root, unsafe value, irqbalance, another fix running; also a dry run that would
+    be refused), 5 failed and rolled back, 6 failed and the rollback failed too (see the
+    journal). Journal and lock: ROOT/var/lib/netdoctor and ROOT/run, or $NETDOCTOR_STATE_DIR.
     """
     from netdoctor.fixes.command import run_fix_command
 

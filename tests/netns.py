@@ -455,7 +455,7 @@ def _listener(ip: str, port: int, backlog: int, *, rcvbuf: int | None = None) ->
 
 
 def tcp_server(ip: str, port: str, mode: str, name: str = "", backlog: str = "4096") -> None:
-    """A TCP server in one of three behaviours (worker).
+    """A TCP server in one of four behaviours (worker).
 
     mode "hold": accept and never close (a client's close leaves CLOSE_WAIT here);
     "close": accept and close at once (this side closes first, so TIME_WAIT lands here);
@@ -526,6 +526,8 @@ def hold_many_connections(
 ) -> list[Worker]:
     """`count` open connections to ip:port from `ns`, held by ceil(count / per_process) processes.
 
+    The server side must hold them too: one `tcp_server(..., "hold")` process is bounded by
+    the same 20,000 fd limit, so beyond that start several servers (ports or addresses).
     The caller stops the returned workers (append them to a `workers()` list).
     """
     started: list[Worker] = []

@@ -59,7 +59,7 @@ def tcp_states(ns: Namespace) -> Counter[str]:
 
 
 def wait_for(
-    what: str, predicate: Callable[[], bool], timeout: float = 20.0, describe: Callable[[], str] | None = None
+    what: str, predicate: Callable[[], bool], timeout: float = 30.0, describe: Callable[[], str] | None = None
 ) -> None:
     """Poll until `predicate()`; on timeout say what was awaited and, with `describe`, what was seen."""
     deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
@@ -14,6 +15,19 @@ from netdoctor.fixes.writer import FixFailed, Writer
 
 # Finding fix ids -> how `--from-diagnosis` plans them.
 FROM_DIAGNOSIS = ("conntrack", "irq-affinity", "rss", "rps", "ring", "ports", "backlog")
+
+
+# What Linux accepts as an interface name (dev_valid_name: at most 15 bytes, no '/', no
+# whitespace, not "." or ".."), narrowed to the characters names use in practice: the name
+# ends up in paths and in udev rules, so nothing else may reach them.
+IFACE_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
+
+
+def _check_ifaces(options: dict[str, Any]) -> None:
+    for key, flag in (("irq_iface", "--irq-affinity"), ("rss_iface", "--rss"), ("ring_iface", "--ring")):
+        name = options.get(key)
+        if name is not None and (not IFACE_NAME.fullmatch(name) or name in (".", "..")):
+            raise UsageError(f"{flag} {name!r}: not an interface name")
 
 
 def _plans(options: dict[str, Any], ctx: Any) -> list[Plan]:
@@ -107,6 +121,7 @@ def run_fix_command(options: dict[str, Any]) -> int:
         raise FixRefused("--from-diagnosis asks before each change; not on a terminal, pass --yes")
     if options["interval"] <= 0:
         raise UsageError("--interval must be positive")
+    _check_ifaces(options)
     if not os.path.isdir(root):
         raise UsageError(f"--root {root}: no such directory")
     ctx = build_context(root, options["interval"])

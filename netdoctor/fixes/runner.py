@@ -188,14 +188,33 @@ class Journal:
         return [e for e in entries if e.get("action") == "apply" and e["id"] not in undone]
 
 
+def _already_before(writer: Writer, change: Change) -> bool:
+    """Whether `change.target` reads as its `before` value (a write that failed changed nothing)."""
+    probe = Change(change.kind, change.target, change.before if change.before is not None else "")
+    try:
+        now = writer.read(probe)
+    except (FixFailed, OSError):
+        return False
+    if change.kind == FILE:
+        return now == change.before
+    if change.kind == ETHTOOL:
+        return change.before is not None and json_subset(change.before, now)
+    return kernel_equal(change.target, now, change.before)
+
+
 def _undo(writer: Writer, applied: list[Change]) -> list[str]:
-    """Restore `applied` in reverse order; return what could not be restored."""
+    """Restore `applied` in reverse order; return what could not be restored.
+
+    A restore that fails is still a success when the target already reads as before:
+    that is the change whose own write failed (e.g. EROFS) and so never took effect.
+    """
     failures = []
     for change in reversed(applied):
         try:
             writer.write(change, change.before)
         except (FixFailed, OSError) as exc:
-            failures.append(f"{change.target}: {exc}")
+            if not _already_before(writer, change):
+                failures.append(f"{change.target}: {exc}")
     return failures
 
 

@@ -174,3 +174,18 @@ def test_real_clean_path_is_healthy():
     view, _, _ = _tcp_pair(drop_percent=0, chunks=200)
     finding = run(view)[0]
     assert finding.status is Status.HEALTHY and finding.confidence == 1.0
+
+
+def test_stalled_connections_below_the_traffic_guard_warn() -> None:
+    """Seen in a real capture: OutSegs +0, RetransSegs +38 in 2 s, RTO timeouts rising."""
+    from netdoctor.checks import retransmits as check
+
+    before = {check.OUT: 1000, check.RETRANS: 10, check.TIMEOUTS: 5, check.SYN_RETRANS: 0}
+    after = {check.OUT: 1000, check.RETRANS: 48, check.TIMEOUTS: 20, check.SYN_RETRANS: 0}
+    [finding] = check.run(make_view(before, after, 2.0), check.THRESHOLDS)
+    assert finding.severity.name == "WARNING"
+    assert "stalled" in finding.summary
+    # a quiet host with a couple of retransmits and no RTOs stays healthy
+    after_quiet = {check.OUT: 1010, check.RETRANS: 12, check.TIMEOUTS: 5, check.SYN_RETRANS: 0}
+    [quiet] = check.run(make_view(before, after_quiet, 2.0), check.THRESHOLDS)
+    assert quiet.status.value == "healthy"

@@ -96,8 +96,7 @@ CASES = [
             "sys/class/net/eth1/queues/rx-0/rps_cpus": "0000000f\n",
             "sys/class/net/eth1/queues/rx-0/rps_flow_cnt": "32768\n",
             "proc/sys/net/core/rps_sock_flow_entries": "32768\n",
-            "etc/sysctl.d/90-netdoctor-rps.conf": HEADER.format(fix="rss")
-            + "net.core.rps_sock_flow_entries = 32768\n",
+            "etc/sysctl.d/90-netdoctor-rps.conf": HEADER.format(fix="rss") + "net.core.rps_sock_flow_entries = 32768\n",
             "etc/udev/rules.d/90-netdoctor-rps-eth1.rules": HEADER.format(fix="rss")
             + UDEV.format(
                 iface="eth1",
@@ -251,10 +250,7 @@ def test_read_only_target_fails_part_way_and_rolls_back(root: Path, state_dir: P
     require_root()
     original = tree_state(root)
     target = root / "proc/sys/net/ipv4/tcp_tw_reuse"
-    script = (
-        'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && '
-        'exec "$@"'
-    )
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
     argv = [
         "unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", str(target),
         sys.executable, "-m", "netdoctor", "fix", "--root", str(root), "--interval", "0.05",
@@ -312,10 +308,14 @@ def test_another_fix_holds_the_lock(root: Path, state_dir: Path) -> None:
 
 
 def _as_nobody(*args: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
-    """Run the CLI after dropping root in the same process (imports done as root first)."""
+    """Run the CLI after dropping root in the same process.
+
+    The imports happen as root first: this interpreter lives under /root (pyenv), which
+    nobody cannot read, and the point is netdoctor's own check, not Python's packaging.
+    """
     code = (
         "import os, sys\n"
-        "import netdoctor.cli\n"
+        "import netdoctor.cli, netdoctor.fixes, netdoctor.fixes.command, netdoctor.fixes.plans\n"
         "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
         "sys.argv = ['netdoctor', *sys.argv[1:]]\n"
         "netdoctor.cli.main()\n"
@@ -406,7 +406,10 @@ def test_conntrack_default_comes_from_the_diagnosis(root: Path, state_dir: Path)
         (("--backlog", "--somaxconn", "99999999999"), 4, "must be a positive 32-bit integer"),
         (("--conntrack", "--max", "0"), 4, "--max 0 is below the current 65536"),
         (("--rss", "nosuch0"), 3, "no NIC nosuch0"),
-        (("--irq-affinity", "eth1/../../x"), 4, "has no IRQ of its own"),
+        (("--irq-affinity", "eth0x"), 4, "eth0x has no IRQ of its own"),
+        (("--irq-affinity", "eth1/../../x"), 3, "--irq-affinity 'eth1/../../x': not an interface name"),
+        (("--rss", '"; reboot; "'), 3, "not an interface name"),
+        (("--ring", ".."), 3, "--ring '..': not an interface name"),
         (("--from-diagnosis",), 4, "not on a terminal, pass --yes"),
         ((), 3, "name a fix"),
     ],

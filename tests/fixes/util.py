@@ -144,7 +144,9 @@ def fix_env(state_dir: Path | None) -> dict[str, str]:
     return env
 
 
-def run_fix(root: Path | str, *args: str, state_dir: Path | None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_fix(
+    root: Path | str, *args: str, state_dir: Path | None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """`python -m netdoctor fix --root ROOT ARGS` with a short sampling interval."""
     argv = [sys.executable, "-m", "netdoctor", "fix", "--root", str(root), "--interval", "0.05", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=fix_env(state_dir), cwd=REPO)
