@@ -125,7 +125,9 @@ def irq_layout(view: View) -> tuple[dict[str, NicIrqs], str]:
     if rates:
         names = {p.labels.get("type", ""): p.labels.get("devices", "") for p in view.gauge(INTERRUPTS)}
         for irq, per_cpu in rates.items():
-            match = QUEUE_IRQ_NAME.match(names.get(irq, ""))
+            # node_exporter's `devices` label is "<hwirq>-<flow> <action>" ("0-edge eth0-TxRx-0"): the action is last.
+            action = (names.get(irq, "").split() or [""])[-1]
+            match = QUEUE_IRQ_NAME.match(action)
             if match and _busy_cpus(per_cpu):
                 layout.setdefault(match["iface"], NicIrqs(match["iface"])).landing[int(irq)] = _busy_cpus(
                     per_cpu

@@ -454,5 +454,8 @@ def render_fleet(report: FleetReport, fmt: str = "table", limit: int | None = No
     code = report.exit_code()
     lines.append(f"status: {['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'][code]} (exit {code})")
     if shown:
-        lines.append(f"next: netdoctor diagnose --prometheus {report.url} --instance {shown[0].instance}")
+        import shlex
+
+        url, instance = shlex.quote(report.url), shlex.quote(shown[0].instance)
+        lines.append(f"next: netdoctor diagnose --prometheus {url} --instance {instance}")
     return "\n".join(lines) + "\n"

@@ -100,14 +100,7 @@ def _signature(findings) -> dict[str, tuple]:
         "listen_overflow",
         "socket_buffers",
         "healthy",
-        pytest.param(
-            "softirq_saturation",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="checks/softirq_drops.py QUEUE_IRQ_NAME expects devices='eth0-TxRx-0'; node_exporter 1.5 "
-                "labels it devices='0-edge eth0-TxRx-0', so the IRQ-pinned cause is not found from Prometheus",
-            ),
-        ),
+        "softirq_saturation",
     ],
 )
 def test_prometheus_path_gives_the_capture_diagnosis(scenario: str) -> None:
