@@ -47,8 +47,10 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
 from _netns import NAME_PREFIX, install_signal_cleanup, remove_stale_namespaces  # noqa: E402
+from _results import machine, write_section  # noqa: E402
 
 TARGET_RATIO = 0.2
+SECTION_TITLE = "## Counter sample"
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 # The collectors whose series the live source produces (issue 2, point 2), nothing else.
 NODE_EXPORTER_FLAGS = (
@@ -89,9 +91,7 @@ def _die_with_parent() -> None:
 
 
 def _run(argv: list[str], stdin: str | None = None) -> None:
-    subprocess.run(
-        argv, input=stdin, text=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    subprocess.run(argv, input=stdin, text=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 # ---------------------------------------------------------------- inside the namespace
@@ -171,9 +171,7 @@ def measure(port: int, rounds: int) -> dict[str, Any]:
         "netdoctor_files_read": len(raw.files),
         "netdoctor_problems": builder.problems,
         "node_exporter_series": sum(1 for line in lines if line and not line.startswith("#")),
-        "node_exporter_netclass_ifaces": sum(
-            1 for line in lines if line.startswith("node_network_mtu_bytes{")
-        ),
+        "node_exporter_netclass_ifaces": sum(1 for line in lines if line.startswith("node_network_mtu_bytes{")),
         "node_exporter_body_bytes": len(body),
         "node_exporter_scrape_errors": [
             line for line in lines if line.startswith("node_scrape_collector_success") and line.endswith(" 0")
@@ -238,9 +236,7 @@ class VethNamespace:
         t0 = time.perf_counter()
         adds = "".join(f"link add ndv{i}a type veth peer name ndv{i}b\n" for i in range(self.pairs))
         _run(["ip", "-n", self.name, "-batch", "-"], stdin=adds)
-        ups = "link set lo up\n" + "".join(
-            f"link set ndv{i}a up\nlink set ndv{i}b up\n" for i in range(self.pairs)
-        )
+        ups = "link set lo up\n" + "".join(f"link set ndv{i}a up\nlink set ndv{i}b up\n" for i in range(self.pairs))
         _run(["ip", "-n", self.name, "-batch", "-"], stdin=ups)
         print(
             f"created {2 * self.pairs} veth in {self.name} in {time.perf_counter() - t0:.2f} s",
@@ -317,22 +313,20 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     ne = med["ne"]
     ratio = result["ratio"]
     met = ratio <= TARGET_RATIO
-    uname = os.uname()
     cold = result["cold"]
 
     def row(label: str, key: str) -> str:
         return f"| {label} | {med[key] * 1000:.1f} | {low[key] * 1000:.1f} | {med[key] / ne:.3f} |"
 
     lines = [
-        "## Counter sample",
+        SECTION_TITLE,
         "",
         f"One counter sample of a network namespace holding {result['interfaces_created']} veth interfaces "
         f"({result['interfaces_in_proc_net_dev']} in its /proc/net/dev, lo included), against one "
         "node_exporter 1.5.0 scrape of the same collectors (netdev, netstat with `fields=.*`, sockstat, "
         "softnet, conntrack, cpu, stat, netclass, interrupts, meminfo) in the same run, both inside the "
         "namespace. "
-        f"{args.rounds} interleaved rounds; {time.strftime('%Y-%m-%d')}, kernel {uname.release}, "
-        f"nproc {os.cpu_count()}, Python {sys.version.split()[0]}.",
+        f"{args.rounds} interleaved rounds; {machine()}.",
         "",
         "Reproduce (root): `python3 bench/counters_bench.py --results bench/RESULTS.md` "
         "(`--profile` prints a cProfile of the netdoctor side).",
@@ -384,31 +378,13 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str, title: str = "## Counter sample") -> None:
-    """Replace (or append) the section starting with `title`, keeping every other section as it is."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find(title + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    path.write_text(text)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=1000, help="veth pairs (2 interfaces each)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--cold-rounds", type=int, default=3, help="fresh-interpreter runs (reference, RSS)")
-    parser.add_argument(
-        "--port", type=int, default=19100, help="node_exporter port on the namespace's loopback"
-    )
-    parser.add_argument(
-        "--no-fail", action="store_true", help="report only; exit 0 even if the target is missed"
-    )
+    parser.add_argument("--port", type=int, default=19100, help="node_exporter port on the namespace's loopback")
+    parser.add_argument("--no-fail", action="store_true", help="report only; exit 0 even if the target is missed")
     parser.add_argument("--results", type=Path, help="rewrite this file's 'Counter sample' section")
     parser.add_argument("--profile", action="store_true", help="cProfile the netdoctor side instead")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
@@ -430,7 +406,7 @@ def main() -> None:
     print(section)
     print(json.dumps(result["times_s"]), file=sys.stderr)
     if args.results:
-        write_section(args.results, section)
+        write_section(args.results, section, SECTION_TITLE)
     if result["ratio"] > TARGET_RATIO and not args.no_fail:
         sys.exit(1)
 

@@ -30,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _results import machine, write_section  # noqa: E402
+
 TARGET_MS = 150.0
 FLOOR = "python -c pass"
 HEAVY_MODULES = ("pyroute2", "psutil", "prometheus_api_client", "tabulate", "requests")
@@ -127,13 +131,10 @@ def markdown(result: dict[str, Any], runs: int) -> str:
     judged = result["judged"]
     floor = med[FLOOR]
     met = med[judged] < TARGET_MS and not result["heavy_imported"]
-    uname = os.uname()
     lines = [
         SECTION_TITLE,
         "",
-        f"Wall time of `netdoctor --help`, {runs} runs of each variant interleaved; "
-        f"{time.strftime('%Y-%m-%d')}, kernel {uname.release}, nproc {os.cpu_count()}, "
-        f"Python {sys.version.split()[0]} ({sys.executable}).",
+        f"Wall time of `netdoctor --help`, {runs} runs of each variant interleaved; {machine()} ({sys.executable}).",
         "",
         "Reproduce: `python3 bench/help_bench.py --results bench/RESULTS.md`",
         "",
@@ -164,33 +165,17 @@ def markdown(result: dict[str, Any], runs: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the "## --help" section, keeping every other section as it is."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find(SECTION_TITLE + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    path.write_text(text)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument(
-        "--no-fail", action="store_true", help="report only; exit 0 even if the target is missed"
-    )
+    parser.add_argument("--no-fail", action="store_true", help="report only; exit 0 even if the target is missed")
     parser.add_argument("--results", type=Path, help="rewrite this file's '--help' section")
     args = parser.parse_args()
     result = measure(args.runs)
     section = markdown(result, args.runs)
     print(section)
     if args.results:
-        write_section(args.results, section)
+        write_section(args.results, section, SECTION_TITLE)
     judged = result["median_ms"][result["judged"]]
     if (judged >= TARGET_MS or result["heavy_imported"]) and not args.no_fail:
         sys.exit(1)

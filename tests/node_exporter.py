@@ -10,19 +10,47 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from netdoctor.sources.parsers import Metric
 from tests.conftest import require_binary
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+# The node_exporter collectors that together expose every series netdoctor's live source builds, and the
+# flags that make them expose all of it: every netstat field, and netdev read from /proc/net/dev (as
+# netdoctor reads it) rather than over netlink.
+LIVE_SOURCE_COLLECTORS = (
+    "netdev",
+    "netstat",
+    "sockstat",
+    "softnet",
+    "conntrack",
+    "cpu",
+    "stat",
+    "netclass",
+    "interrupts",
+    "meminfo",
+)
+LIVE_SOURCE_ARGS = ("--collector.netstat.fields=.*", "--no-collector.netdev.netlink")
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def series_of(metrics: Iterable[Metric]) -> Series:
+    """netdoctor's metric triples keyed like `scrape`'s series; a series produced twice fails the test."""
+    series: Series = {}
+    for name, labels, value in metrics:
+        key = (name, tuple(sorted(labels.items())))
+        assert key not in series, f"we produce {key} twice"
+        series[key] = value
+    return series
 
 
 def parse_exposition(text: str) -> Series:

@@ -9,14 +9,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from netdoctor.checks import BUILTIN
 
 from tests.conftest import REPO
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "netdoctor", *args], capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([sys.executable, "-m", "netdoctor", *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize(
@@ -78,17 +77,7 @@ def test_config_thresholds_and_set_flags_reach_checks(tmp_path: Path) -> None:
 def test_checks_lists_inputs_and_thresholds() -> None:
     done = run("checks")
     assert done.returncode == 0
-    for check_id in (
-        "softirq_drops",
-        "nic_errors",
-        "nic_saturation",
-        "retransmits",
-        "conntrack",
-        "ephemeral_ports",
-        "socket_states",
-        "socket_buffers",
-        "listen_queue",
-    ):
+    for check_id in BUILTIN:
         assert check_id in done.stdout
     assert "needs:" in done.stdout and "=" in done.stdout
 

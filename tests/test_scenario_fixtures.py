@@ -18,23 +18,12 @@ from functools import cache
 from typing import Any
 
 import pytest
+from netdoctor.checks import BUILTIN
 
 from netdoctor.engine import diagnose, load_checks
 from netdoctor.model import Diagnosis, EntityKind, Finding, Severity, Status
 from netdoctor.sources.capture import CaptureSource
 from tests.conftest import REPO, SCENARIOS
-
-CHECK_IDS = (
-    "softirq_drops",
-    "nic_errors",
-    "nic_saturation",
-    "retransmits",
-    "conntrack",
-    "ephemeral_ports",
-    "socket_states",
-    "socket_buffers",
-    "listen_queue",
-)
 
 
 @cache
@@ -195,7 +184,7 @@ def test_healthy_fixture_has_no_problem() -> None:
     result = diagnosis_of("healthy")
     assert [f for f in result.all_findings() if f.severity >= Severity.WARNING] == []
     statuses = {f.check: f.status for f in result.all_findings()}
-    assert set(statuses) == set(CHECK_IDS)
+    assert set(statuses) == set(BUILTIN)
     # A namespace has no physical NIC: nothing to hold a byte rate against, so no judgement —
     # never "healthy" without data. Every other check had its inputs and found nothing.
     assert statuses.pop("nic_saturation") is Status.CANNOT_JUDGE

@@ -15,21 +15,8 @@ import pytest
 
 from netdoctor.sources.capture import CaptureSource, write_capture
 from netdoctor.sources.live import LiveSource
-from tests.node_exporter import node_exporter, scrape
+from tests.node_exporter import LIVE_SOURCE_ARGS, LIVE_SOURCE_COLLECTORS, node_exporter, scrape
 
-COLLECTORS = [
-    "netdev",
-    "netstat",
-    "sockstat",
-    "softnet",
-    "conntrack",
-    "cpu",
-    "stat",
-    "netclass",
-    "interrupts",
-    "meminfo",
-]
-EXTRA = ["--collector.netstat.fields=.*", "--no-collector.netdev.netlink"]
 # Families both expose that must overlap; a family node_exporter has and we lack fails the test.
 FAMILIES = [
     "node_network_receive_bytes_total",
@@ -45,19 +32,17 @@ FAMILIES = [
 
 def compare(capture_dir: Path) -> tuple[int, list[str]]:
     view = CaptureSource(capture_dir).view()
-    ours = {
-        (name, key): value for name, series in view.second.series.items() for key, value in series.items()
-    }
+    ours = {(name, key): value for name, series in view.second.series.items() for key, value in series.items()}
     sysfs = capture_dir / "sample2" / "sys"
-    collectors = COLLECTORS
+    collectors = list(LIVE_SOURCE_COLLECTORS)
     if not (sysfs / "class" / "net").is_dir():
         # A capture made in a namespace with no physical NIC has no sysfs tree, and node_exporter's cpu and
         # netclass collectors refuse to start without one: give cpu the host's /sys (it takes the seconds from
         # /proc/stat) and leave netclass out, as netdoctor has nothing of it either.
         sysfs = Path("/sys")
-        collectors = [c for c in COLLECTORS if c != "netclass"]
+        collectors = [c for c in LIVE_SOURCE_COLLECTORS if c != "netclass"]
     with node_exporter(
-        collectors, procfs=capture_dir / "sample2" / "proc", sysfs=sysfs, extra_args=EXTRA
+        collectors, procfs=capture_dir / "sample2" / "proc", sysfs=sysfs, extra_args=LIVE_SOURCE_ARGS
     ) as url:
         theirs = scrape(url)
     common = set(ours) & set(theirs)
@@ -86,9 +71,7 @@ def test_live_host_matches_node_exporter(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "scenario",
     sorted(
-        p.name
-        for p in (Path(__file__).parent.parent / "fixtures" / "proc").glob("*")
-        if (p / "meta.json").exists()
+        p.name for p in (Path(__file__).parent.parent / "fixtures" / "proc").glob("*") if (p / "meta.json").exists()
     ),
 )
 def test_scenario_fixtures_match_node_exporter(scenario: str) -> None:

@@ -38,9 +38,7 @@ ANY_TEXT = st.text(max_size=300)
 
 
 @st.composite
-def _edited(
-    draw: st.DrawFn, samples: Sequence[str], words: Sequence[str], alphabet: str, max_edits: int
-) -> str:
+def _edited(draw: st.DrawFn, samples: Sequence[str], words: Sequence[str], alphabet: str, max_edits: int) -> str:
     lines = draw(st.sampled_from(samples)).splitlines()
     column = st.sampled_from([*STOCK_TOKENS, *words]) | st.text(alphabet=alphabet, max_size=12)
     for _ in range(draw(st.integers(0, max_edits))):

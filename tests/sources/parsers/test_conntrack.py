@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from netdoctor.errors import ParseError
 from netdoctor.sources.parsers.conntrack import (
@@ -13,6 +12,7 @@ from netdoctor.sources.parsers.conntrack import (
     parse_conntrack_stat,
 )
 from tests.conftest import FIXTURES
+from tests.sources.parsers.fuzzing import ANY_TEXT, assert_returns_or_parse_error, mutated
 
 KERNELS = FIXTURES / "kernels"
 
@@ -119,42 +119,17 @@ def test_malformed(text: str, message: str) -> None:
         parse_conntrack_stat(text)
 
 
-@st.composite
-def mutated(draw: st.DrawFn, sample: str) -> str:
-    lines = sample.splitlines()
-    for _ in range(draw(st.integers(0, 4))):
-        if not lines:
-            lines = [""]
-        i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(["truncate", "extra", "garbage", "drop", "replace"]))
-        if op == "truncate":
-            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
-        elif op == "extra":
-            lines[i] += " " + draw(st.text(alphabet="0123456789abcdef_x -", max_size=12))
-        elif op == "garbage":
-            lines.insert(i, draw(st.text(max_size=40)))
-        elif op == "drop":
-            lines.pop(i)
-        else:
-            lines[i] = draw(st.text(max_size=60))
-    return "\n".join(lines)
-
-
 @settings(max_examples=300, deadline=None)
-@given(mutated(read("6.1")))
+@given(mutated([read("6.1")], alphabet="0123456789abcdef_x -"))
 def test_fuzz_returns_or_raises_parse_error(text: str) -> None:
-    try:
-        rows = parse_conntrack_stat(text)
-    except ParseError:
+    rows = assert_returns_or_parse_error(parse_conntrack_stat, text)
+    if rows is None:
         return
     assert rows
     conntrack_stat_metrics(rows)
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(max_size=200))
+@given(ANY_TEXT)
 def test_fuzz_any_text(text: str) -> None:
-    try:
-        conntrack_stat_metrics(parse_conntrack_stat(text))
-    except ParseError:
-        pass
+    assert_returns_or_parse_error(lambda t: conntrack_stat_metrics(parse_conntrack_stat(t)), text)

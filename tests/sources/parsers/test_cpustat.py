@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from netdoctor.errors import ParseError
 from netdoctor.sources.parsers.cpustat import online_cpus, parse_stat, stat_metrics
 from tests.conftest import FIXTURES
+from tests.sources.parsers.fuzzing import ANY_TEXT, assert_returns_or_parse_error, mutated
 
 KERNELS = FIXTURES / "kernels"
 
@@ -107,42 +107,17 @@ def test_malformed(text: str, message: str) -> None:
         parse_stat(text)
 
 
-@st.composite
-def mutated(draw: st.DrawFn, sample: str) -> str:
-    lines = sample.splitlines()
-    for _ in range(draw(st.integers(0, 4))):
-        if not lines:
-            lines = [""]
-        i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(["truncate", "extra", "garbage", "drop", "replace"]))
-        if op == "truncate":
-            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
-        elif op == "extra":
-            lines[i] += " " + draw(st.text(alphabet="0123456789 -x", max_size=12))
-        elif op == "garbage":
-            lines.insert(i, draw(st.text(max_size=40)))
-        elif op == "drop":
-            lines.pop(i)
-        else:
-            lines[i] = draw(st.text(max_size=60))
-    return "\n".join(lines)
-
-
 @settings(max_examples=300, deadline=None)
-@given(mutated(read("6.1")))
+@given(mutated([read("6.1")]))
 def test_fuzz_returns_or_raises_parse_error(text: str) -> None:
-    try:
-        info = parse_stat(text)
-    except ParseError:
+    info = assert_returns_or_parse_error(parse_stat, text)
+    if info is None:
         return
     assert online_cpus(info)
     stat_metrics(info)
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(max_size=200))
+@given(ANY_TEXT)
 def test_fuzz_any_text(text: str) -> None:
-    try:
-        stat_metrics(parse_stat(text))
-    except ParseError:
-        pass
+    assert_returns_or_parse_error(lambda t: stat_metrics(parse_stat(t)), text)

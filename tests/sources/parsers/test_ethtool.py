@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from netdoctor.errors import ParseError
 from netdoctor.sources.parsers.ethtool import parse_channels, parse_rings
+from tests.sources.parsers.fuzzing import assert_returns_or_parse_error, mutated
 
 VETH_CHANNELS = """Channel parameters for vtest0:
 Pre-set maximums:
@@ -53,14 +54,12 @@ def test_garbage_numbers_and_missing_blocks_are_parse_errors() -> None:
         parse_rings("netlink error: Operation not supported\n")
 
 
-@given(st.text(max_size=400))
+@given(st.text(max_size=400) | mutated([VETH_CHANNELS, RINGS], words=["n/a"]))
 def test_fuzz_returns_or_raises_parse_error(text: str) -> None:
     for parse in (parse_channels, parse_rings):
-        try:
-            result = parse(text)
-        except ParseError:
-            continue
-        assert all(isinstance(v, int) for v in result.values())
+        result = assert_returns_or_parse_error(parse, text)
+        if result is not None:
+            assert all(isinstance(v, int) for v in result.values())
 
 
 @given(st.integers(0, 2**20), st.integers(0, 2**20))

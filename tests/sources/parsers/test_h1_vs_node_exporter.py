@@ -20,7 +20,7 @@ from netdoctor.sources.parsers.netdev import netdev_metrics, parse_netdev
 from netdoctor.sources.parsers.snmp import merge_netstat, netstat_metrics, parse_snmp, parse_snmp6
 from netdoctor.sources.parsers.sockstat import parse_sockstat, sockstat_metrics
 from tests.conftest import FIXTURES
-from tests.node_exporter import Series, node_exporter, scrape
+from tests.node_exporter import Series, node_exporter, scrape, series_of
 
 pytestmark = pytest.mark.real
 
@@ -58,13 +58,7 @@ def our_series(proc: Path) -> Series:
         if content is not None:
             metrics += sockstat_metrics(parse_sockstat(content), ipv6=ipv6, page_size=PAGE_SIZE)
     metrics += meminfo_metrics(parse_meminfo(text("meminfo") or ""))
-
-    series: Series = {}
-    for name, labels, value in metrics:
-        key = (name, tuple(sorted(labels.items())))
-        assert key not in series, f"we produce {key} twice"
-        series[key] = value
-    return series
+    return series_of(metrics)
 
 
 def node_exporter_series(proc: Path) -> Series:

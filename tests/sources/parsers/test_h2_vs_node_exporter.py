@@ -35,7 +35,7 @@ from netdoctor.sources.parsers.softirqs import parse_softirqs, softirqs_metrics
 from netdoctor.sources.parsers.softnet import parse_softnet, softnet_metrics
 from netdoctor.sources.parsers.sysctl import parse_int
 from tests.conftest import FIXTURES
-from tests.node_exporter import Series, node_exporter, scrape
+from tests.node_exporter import Series, node_exporter, scrape, series_of
 
 pytestmark = pytest.mark.real
 
@@ -108,12 +108,7 @@ def our_series(root: Path) -> Series:
         statistics = iface_dir / "statistics"
         if statistics.is_dir():
             metrics += netstats_metrics(iface_dir.name, {p.name: p.read_text() for p in statistics.iterdir()})
-    series: Series = {}
-    for name, labels, value in metrics:
-        key = (name, tuple(sorted(labels.items())))
-        assert key not in series, f"we produce {key} twice"
-        series[key] = value
-    return series
+    return series_of(metrics)
 
 
 def _relabel_cpu(key: Key, mapping: dict[str, str]) -> Key:

@@ -14,6 +14,7 @@ from netdoctor.sources.parsers.interrupts import (
     parse_interrupts,
 )
 from tests.conftest import FIXTURES
+from tests.sources.parsers.fuzzing import ANY_TEXT, assert_returns_or_parse_error, mutated
 
 KERNELS = FIXTURES / "kernels"
 
@@ -130,33 +131,11 @@ def test_malformed(text: str, message: str) -> None:
         parse_interrupts(text)
 
 
-@st.composite
-def mutated(draw: st.DrawFn, sample: str) -> str:
-    lines = sample.splitlines()
-    for _ in range(draw(st.integers(0, 4))):
-        if not lines:
-            lines = [""]
-        i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(["truncate", "extra", "garbage", "drop", "replace"]))
-        if op == "truncate":
-            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
-        elif op == "extra":
-            lines[i] += " " + draw(st.text(alphabet="0123456789 ,:-abCPU", max_size=12))
-        elif op == "garbage":
-            lines.insert(i, draw(st.text(max_size=40)))
-        elif op == "drop":
-            lines.pop(i)
-        else:
-            lines[i] = draw(st.text(max_size=60))
-    return "\n".join(lines)
-
-
 @settings(max_examples=300, deadline=None)
-@given(mutated(read("6.1")), st.sets(st.text(max_size=8), max_size=3))
+@given(mutated([read("6.1")], alphabet="0123456789 ,:-abCPU"), st.sets(st.text(max_size=8), max_size=3))
 def test_fuzz_returns_or_raises_parse_error(text: str, interfaces: set[str]) -> None:
-    try:
-        rows = parse_interrupts(text)
-    except ParseError:
+    rows = assert_returns_or_parse_error(parse_interrupts, text)
+    if rows is None:
         return
     interrupts_metrics(rows)
     for r in rows:
@@ -165,9 +144,6 @@ def test_fuzz_returns_or_raises_parse_error(text: str, interfaces: set[str]) -> 
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(max_size=200))
+@given(ANY_TEXT)
 def test_fuzz_any_text(text: str) -> None:
-    try:
-        interrupts_metrics(parse_interrupts(text))
-    except ParseError:
-        pass
+    assert_returns_or_parse_error(lambda t: interrupts_metrics(parse_interrupts(t)), text)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from netdoctor.errors import ParseError
 from netdoctor.sources.parsers.meminfo import Meminfo, meminfo_metrics, parse_meminfo
 from tests.conftest import FIXTURES
+from tests.sources.parsers.fuzzing import assert_returns_or_parse_error, mutated
 
 KERNELS = FIXTURES / "kernels"
 KERNEL_DIRS = ["4.4", "4.19", "5.10", "6.1", "live-6.18"]
@@ -68,9 +68,7 @@ def test_metric_names() -> None:
 
 
 def test_metrics_of_plain_dict_use_the_kernel_unitless_keys() -> None:
-    names = [
-        name for name, _, _ in meminfo_metrics({"MemFree": 1024, "HugePages_Free": 3, "Active(file)": 0})
-    ]
+    names = [name for name, _, _ in meminfo_metrics({"MemFree": 1024, "HugePages_Free": 3, "Active(file)": 0})]
     assert names == [
         "node_memory_MemFree_bytes",
         "node_memory_HugePages_Free",
@@ -107,38 +105,11 @@ def test_malformed_raises_parse_error(text: str, message: str) -> None:
 BASES = [read(k) for k in KERNEL_DIRS]
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> str:
-    text = draw(st.sampled_from(BASES))
-    kind = draw(
-        st.sampled_from(["truncate", "insert", "extra_column", "drop_token", "replace_token", "random"])
-    )
-    if kind == "random":
-        return draw(st.text(max_size=200))
-    if kind == "truncate":
-        return text[: draw(st.integers(0, len(text)))]
-    if kind == "insert":
-        at = draw(st.integers(0, len(text)))
-        return text[:at] + draw(st.text(min_size=1, max_size=20)) + text[at:]
-    lines = text.splitlines()
-    index = draw(st.integers(0, len(lines) - 1))
-    tokens = lines[index].split(" ")
-    if kind == "extra_column":
-        tokens.append(draw(st.sampled_from(["0", "kB", "x", "-1", "99999999999999999999999"])))
-    elif kind == "drop_token":
-        del tokens[draw(st.integers(0, len(tokens) - 1))]
-    else:
-        tokens[draw(st.integers(0, len(tokens) - 1))] = draw(st.text(max_size=8))
-    lines[index] = " ".join(tokens)
-    return "\n".join(lines)
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated())
+@given(mutated(BASES, words=["kB"]))
 def test_fuzz_returns_or_raises_parse_error(text: str) -> None:
-    try:
-        parsed = parse_meminfo(text)
-    except ParseError:
+    parsed = assert_returns_or_parse_error(parse_meminfo, text)
+    if parsed is None:
         return
     for name, labels, value in meminfo_metrics(parsed):
         assert name.startswith("node_memory_") and name.isascii() and "(" not in name

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from netdoctor.errors import ParseError
 from netdoctor.sources.parsers.netdev import NETDEV_FIELDS, netdev_metrics, parse_netdev
 from tests.conftest import FIXTURES
+from tests.sources.parsers.fuzzing import assert_returns_or_parse_error, mutated
 
 KERNELS = FIXTURES / "kernels"
 KERNEL_DIRS = ["4.4", "4.19", "5.10", "6.1", "live-6.18"]
@@ -152,40 +152,11 @@ def test_malformed_raises_parse_error(text: str, message: str) -> None:
 BASES = [read(kernel) for kernel in KERNEL_DIRS]
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> str:
-    """A real /proc/net/dev with one realistic corruption: truncated, garbage spliced in,
-    a column added or removed, or a token replaced."""
-    text = draw(st.sampled_from(BASES))
-    kind = draw(
-        st.sampled_from(["truncate", "insert", "extra_column", "drop_token", "replace_token", "random"])
-    )
-    if kind == "random":
-        return draw(st.text(max_size=300))
-    if kind == "truncate":
-        return text[: draw(st.integers(0, len(text)))]
-    if kind == "insert":
-        at = draw(st.integers(0, len(text)))
-        return text[:at] + draw(st.text(min_size=1, max_size=20)) + text[at:]
-    lines = text.splitlines()
-    index = draw(st.integers(0, len(lines) - 1))
-    tokens = lines[index].split(" ")
-    if kind == "extra_column":
-        tokens.append(draw(st.sampled_from(["0", "12", "x", "-1", "99999999999999999999999"])))
-    elif kind == "drop_token":
-        del tokens[draw(st.integers(0, len(tokens) - 1))]
-    else:
-        tokens[draw(st.integers(0, len(tokens) - 1))] = draw(st.text(max_size=8))
-    lines[index] = " ".join(tokens)
-    return "\n".join(lines)
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated())
+@given(mutated(BASES, words=["12"]))
 def test_fuzz_returns_or_raises_parse_error(text: str) -> None:
-    try:
-        parsed = parse_netdev(text)
-    except ParseError:
+    parsed = assert_returns_or_parse_error(parse_netdev, text)
+    if parsed is None:
         return
     for device, counters in parsed.items():
         assert device and ":" not in device and not any(c.isspace() for c in device)

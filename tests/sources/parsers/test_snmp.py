@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from netdoctor.errors import ParseError
 from netdoctor.sources.parsers.snmp import merge_netstat, netstat_metrics, parse_snmp, parse_snmp6
 from tests.conftest import FIXTURES
+from tests.sources.parsers.fuzzing import assert_returns_or_parse_error, mutated
 
 KERNELS = FIXTURES / "kernels"
 KERNEL_DIRS = ["4.4", "4.19", "5.10", "6.1", "live-6.18"]
@@ -134,9 +134,7 @@ def test_snmp_malformed_raises_parse_error(text: str, message: str) -> None:
     ("kernel", "in_receives", "udp6_in", "rate_limit_host"),
     [("4.19", 81234, 1201, None), ("5.10", 1234567, 81234, None), ("6.1", 4123456, 412345, 7)],
 )
-def test_snmp6_fixture_values(
-    kernel: str, in_receives: int, udp6_in: int, rate_limit_host: int | None
-) -> None:
+def test_snmp6_fixture_values(kernel: str, in_receives: int, udp6_in: int, rate_limit_host: int | None) -> None:
     parsed = parse_snmp6(read(kernel, "snmp6"))
     assert set(parsed) == {"Ip6", "Icmp6", "Udp6", "UdpLite6"}
     assert parsed["Ip6"]["InReceives"] == in_receives
@@ -160,9 +158,7 @@ def test_ipv6_disabled_kernel_has_no_snmp6() -> None:
 
 def test_snmp6_skips_names_without_six_like_node_exporter() -> None:
     # /proc/net/dev_snmp6/<iface> begins with "ifIndex N"
-    assert parse_snmp6("ifIndex                         \t2\nIp6InReceives \t5\n") == {
-        "Ip6": {"InReceives": 5}
-    }
+    assert parse_snmp6("ifIndex                         \t2\nIp6InReceives \t5\n") == {"Ip6": {"InReceives": 5}}
 
 
 @pytest.mark.parametrize(
@@ -213,35 +209,6 @@ SNMP_BASES = [read(k, name) for k in KERNEL_DIRS for name in ("snmp", "netstat")
 SNMP6_BASES = [read(k, "snmp6") for k in KERNEL_DIRS if k != "4.4"]
 
 
-def mutations(bases: list[str]) -> st.SearchStrategy[str]:
-    @st.composite
-    def mutated(draw: st.DrawFn) -> str:
-        text = draw(st.sampled_from(bases))
-        kind = draw(
-            st.sampled_from(["truncate", "insert", "extra_column", "drop_token", "replace_token", "random"])
-        )
-        if kind == "random":
-            return draw(st.text(max_size=300))
-        if kind == "truncate":
-            return text[: draw(st.integers(0, len(text)))]
-        if kind == "insert":
-            at = draw(st.integers(0, len(text)))
-            return text[:at] + draw(st.text(min_size=1, max_size=20)) + text[at:]
-        lines = text.splitlines()
-        index = draw(st.integers(0, len(lines) - 1))
-        tokens = lines[index].split(" ")
-        if kind == "extra_column":
-            tokens.append(draw(st.sampled_from(["0", "Extra", "x", "-1", "99999999999999999999999"])))
-        elif kind == "drop_token":
-            del tokens[draw(st.integers(0, len(tokens) - 1))]
-        else:
-            tokens[draw(st.integers(0, len(tokens) - 1))] = draw(st.text(max_size=8))
-        lines[index] = " ".join(tokens)
-        return "\n".join(lines)
-
-    return mutated()
-
-
 def check_metrics(parsed: dict[str, dict[str, int]]) -> None:
     for name, labels, value in netstat_metrics(parsed):
         assert name.startswith("node_netstat_") and name.replace("_", "").isalnum() and name.isascii()
@@ -250,21 +217,19 @@ def check_metrics(parsed: dict[str, dict[str, int]]) -> None:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutations(SNMP_BASES))
+@given(mutated(SNMP_BASES, words=["Extra"]))
 def test_fuzz_snmp_returns_or_raises_parse_error(text: str) -> None:
-    try:
-        parsed = parse_snmp(text)
-    except ParseError:
+    parsed = assert_returns_or_parse_error(parse_snmp, text)
+    if parsed is None:
         return
     check_metrics(parsed)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutations(SNMP6_BASES))
+@given(mutated(SNMP6_BASES, words=["Extra"]))
 def test_fuzz_snmp6_returns_or_raises_parse_error(text: str) -> None:
-    try:
-        parsed = parse_snmp6(text)
-    except ParseError:
+    parsed = assert_returns_or_parse_error(parse_snmp6, text)
+    if parsed is None:
         return
     assert all(protocol.endswith("6") for protocol in parsed)
     check_metrics(parsed)

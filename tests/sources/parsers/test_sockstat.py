@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from netdoctor.errors import ParseError
 from netdoctor.sources.parsers.sockstat import parse_sockstat, sockstat_metrics
 from tests.conftest import FIXTURES
+from tests.sources.parsers.fuzzing import assert_returns_or_parse_error, mutated
 
 KERNELS = FIXTURES / "kernels"
 KERNEL_DIRS = ["4.4", "4.19", "5.10", "6.1", "live-6.18"]
@@ -51,9 +52,7 @@ def read(kernel: str, name: str) -> str:
         ),
     ],
 )
-def test_fixture_values(
-    kernel: str, used: int, tcp: dict[str, int], udp_mem: int, frag: dict[str, int]
-) -> None:
+def test_fixture_values(kernel: str, used: int, tcp: dict[str, int], udp_mem: int, frag: dict[str, int]) -> None:
     parsed = parse_sockstat(read(kernel, "sockstat"))
     assert list(parsed) == ["sockets", "TCP", "UDP", "UDPLITE", "RAW", "FRAG"]
     assert parsed["sockets"] == {"used": used}
@@ -78,8 +77,7 @@ def test_ipv6_disabled_kernel_has_no_sockstat6() -> None:
 
 def test_metrics_ipv4_names_and_mem_bytes() -> None:
     metrics = {
-        name: value
-        for name, labels, value in sockstat_metrics(parse_sockstat(read("5.10", "sockstat")), ipv6=False)
+        name: value for name, labels, value in sockstat_metrics(parse_sockstat(read("5.10", "sockstat")), ipv6=False)
     }
     assert metrics == {
         "node_sockstat_sockets_used": 48123.0,
@@ -101,8 +99,7 @@ def test_metrics_ipv4_names_and_mem_bytes() -> None:
 
 def test_metrics_page_size_and_ipv6() -> None:
     v4 = dict(
-        (n, v)
-        for n, _, v in sockstat_metrics(parse_sockstat(read("6.1", "sockstat")), ipv6=False, page_size=65536)
+        (n, v) for n, _, v in sockstat_metrics(parse_sockstat(read("6.1", "sockstat")), ipv6=False, page_size=65536)
     )
     assert v4["node_sockstat_TCP_mem_bytes"] == 5 * 65536
     v6 = dict((n, v) for n, _, v in sockstat_metrics(parse_sockstat(read("6.1", "sockstat6")), ipv6=True))
@@ -150,38 +147,11 @@ def test_malformed_raises_parse_error(text: str, message: str) -> None:
 BASES = [read(k, "sockstat") for k in KERNEL_DIRS] + [read(k, "sockstat6") for k in KERNEL_DIRS if k != "4.4"]
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> str:
-    text = draw(st.sampled_from(BASES))
-    kind = draw(
-        st.sampled_from(["truncate", "insert", "extra_column", "drop_token", "replace_token", "random"])
-    )
-    if kind == "random":
-        return draw(st.text(max_size=200))
-    if kind == "truncate":
-        return text[: draw(st.integers(0, len(text)))]
-    if kind == "insert":
-        at = draw(st.integers(0, len(text)))
-        return text[:at] + draw(st.text(min_size=1, max_size=20)) + text[at:]
-    lines = text.splitlines()
-    index = draw(st.integers(0, len(lines) - 1))
-    tokens = lines[index].split(" ")
-    if kind == "extra_column":
-        tokens.append(draw(st.sampled_from(["0", "mem", "x", "-1", "99999999999999999999999"])))
-    elif kind == "drop_token":
-        del tokens[draw(st.integers(0, len(tokens) - 1))]
-    else:
-        tokens[draw(st.integers(0, len(tokens) - 1))] = draw(st.text(max_size=8))
-    lines[index] = " ".join(tokens)
-    return "\n".join(lines)
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated(), st.booleans())
+@given(mutated(BASES, words=["mem"]), st.booleans())
 def test_fuzz_returns_or_raises_parse_error(text: str, ipv6: bool) -> None:
-    try:
-        parsed = parse_sockstat(text)
-    except ParseError:
+    parsed = assert_returns_or_parse_error(parse_sockstat, text)
+    if parsed is None:
         return
     for name, labels, value in sockstat_metrics(parsed, ipv6=ipv6):
         assert name.startswith("node_sockstat_") and name.isascii()

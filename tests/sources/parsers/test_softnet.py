@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from netdoctor.errors import ParseError
 from netdoctor.sources.parsers.softnet import SOFTNET_WRAP32, SoftnetRow, parse_softnet, softnet_metrics
 from tests.conftest import FIXTURES
+from tests.sources.parsers.fuzzing import ANY_TEXT, assert_returns_or_parse_error, mutated
 
 KERNELS = FIXTURES / "kernels"
 
@@ -109,47 +110,17 @@ def test_malformed(text: str, message: str) -> None:
         parse_softnet(text)
 
 
-SAMPLE = read("6.1")
-
-
-@st.composite
-def mutated(draw: st.DrawFn, sample: str) -> str:
-    lines = sample.splitlines()
-    for _ in range(draw(st.integers(0, 4))):
-        op = draw(st.sampled_from(["truncate", "extra", "garbage", "drop", "blank", "replace"]))
-        i = draw(st.integers(0, max(len(lines) - 1, 0)))
-        if not lines:
-            lines = [""]
-        if op == "truncate":
-            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
-        elif op == "extra":
-            lines[i] += " " + draw(st.text(alphabet="0123456789abcdefx -", max_size=12))
-        elif op == "garbage":
-            lines.insert(i, draw(st.text(max_size=40)))
-        elif op == "drop":
-            lines.pop(i)
-        elif op == "blank":
-            lines[i] = ""
-        else:
-            lines[i] = draw(st.text(max_size=60))
-    return "\n".join(lines) + draw(st.sampled_from(["", "\n"]))
-
-
 @settings(max_examples=300, deadline=None)
-@given(mutated(SAMPLE), st.none() | st.lists(st.integers(0, 64), max_size=5))
+@given(mutated([read("6.1")], alphabet="0123456789abcdefx -"), st.none() | st.lists(st.integers(0, 64), max_size=5))
 def test_fuzz_returns_or_raises_parse_error(text: str, online: list[int] | None) -> None:
-    try:
-        rows = parse_softnet(text, online_cpus=online)
-    except ParseError:
+    rows = assert_returns_or_parse_error(lambda t: parse_softnet(t, online_cpus=online), text)
+    if rows is None:
         return
     assert rows
     softnet_metrics(rows)
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(max_size=200))
+@given(ANY_TEXT)
 def test_fuzz_any_text(text: str) -> None:
-    try:
-        softnet_metrics(parse_softnet(text))
-    except ParseError:
-        pass
+    assert_returns_or_parse_error(lambda t: softnet_metrics(parse_softnet(t)), text)

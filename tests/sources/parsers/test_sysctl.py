@@ -15,6 +15,7 @@ from netdoctor.sources.parsers.sysctl import (
     parse_port_range,
 )
 from tests.conftest import FIXTURES
+from tests.sources.parsers.fuzzing import assert_returns_or_parse_error
 
 KERNELS = FIXTURES / "kernels"
 
@@ -99,9 +100,6 @@ def test_mask_and_list_agree(cpus: set[int]) -> None:
 @given(st.text(alphabet="0123456789abcdefx,-: \t\n", max_size=40) | st.text(max_size=40))
 def test_fuzz_every_parser(text: str) -> None:
     for parser in (parse_int, parse_port_range, parse_port_list, parse_cpu_list, parse_cpu_mask):
-        try:
-            result = parser(text)
-        except ParseError:
-            continue
-        if parser is parse_port_range:
+        result = assert_returns_or_parse_error(parser, text)
+        if result is not None and parser is parse_port_range:
             assert result[0] <= result[1]
