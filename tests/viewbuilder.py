@@ -2,7 +2,8 @@
 
 Scenario tests use real captures under tests/fixtures/proc/; this builder is for the
 edge cases a capture cannot show compactly (exact threshold boundaries, one metric
-missing).
+missing). `host_netstat_sample()` is the other end: this host's real counters, for the
+real-kernel tests of checks that read them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from netdoctor.sources.inventory import Inventory
+from netdoctor.sources.parsers.snmp import merge_netstat, netstat_metrics, parse_snmp
 from netdoctor.view import Sample, SampleView, label_key
 
 SeriesSpec = Mapping[str, Mapping[tuple[tuple[str, str], ...] | frozenset | str, float] | float]
@@ -46,3 +48,13 @@ def make_view(
         source="test",
         inventory=inventory,
     )
+
+
+def host_netstat_sample() -> Sample:
+    """This host's `node_netstat_*` counters now (/proc/net/netstat and /proc/net/snmp), as the live source
+    names them: take one before and one after making the kernel count something."""
+    with open("/proc/net/netstat") as netstat, open("/proc/net/snmp") as snmp:
+        counters = merge_netstat(parse_snmp(netstat.read()), parse_snmp(snmp.read()))
+    sample = Sample()
+    sample.extend(netstat_metrics(counters))
+    return sample

@@ -12,8 +12,8 @@ from netdoctor.checks import listen_queue
 from netdoctor.model import EntityKind, Severity, Status
 from netdoctor.sources.inventory import Inventory
 from netdoctor.sources.parsers.sockets import parse_socket_table
-from netdoctor.view import Sample, SampleView
-from tests.viewbuilder import make_view
+from netdoctor.view import SampleView
+from tests.viewbuilder import host_netstat_sample, make_view
 
 T = listen_queue.THRESHOLDS
 OVF, DROPS = listen_queue.OVERFLOWS, listen_queue.DROPS
@@ -166,16 +166,6 @@ def test_socket_table_unreadable_is_said() -> None:
     assert "listeners: cannot read /proc/net/tcp" in finding.summary
 
 
-def _netstat_sample() -> Sample:
-    from netdoctor.sources.parsers.snmp import merge_netstat, netstat_metrics, parse_snmp
-
-    with open("/proc/net/netstat") as netstat, open("/proc/net/snmp") as snmp:
-        counters = merge_netstat(parse_snmp(netstat.read()), parse_snmp(snmp.read()))
-    sample = Sample()
-    sample.extend(netstat_metrics(counters))
-    return sample
-
-
 @pytest.mark.real
 def test_real_kernel_listener_that_never_accepts() -> None:
     """A real listener with backlog 1 and 20 connects: the kernel counts overflows, the check names it."""
@@ -187,14 +177,14 @@ def test_real_kernel_listener_that_never_accepts() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
-        first = _netstat_sample()
+        first = host_netstat_sample()
         for _ in range(20):
             client = socket.socket()
             client.setblocking(False)
             clients.append(client)
             client.connect_ex(("127.0.0.1", port))
         time.sleep(0.3)
-        second = _netstat_sample()
+        second = host_netstat_sample()
         with open("/proc/net/tcp") as tcp, open("/proc/sys/net/core/somaxconn") as somaxconn:
             table = parse_socket_table(tcp.read(), "tcp", 4)
             sysctls = {"net.core.somaxconn": somaxconn.read().strip()}

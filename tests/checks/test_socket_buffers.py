@@ -12,8 +12,8 @@ from netdoctor.checks import socket_buffers
 from netdoctor.model import EntityKind, Severity, Status
 from netdoctor.sources.inventory import Inventory
 from netdoctor.sources.parsers.sockets import parse_socket_table
-from netdoctor.view import Sample, SampleView
-from tests.viewbuilder import make_view
+from netdoctor.view import SampleView
+from tests.viewbuilder import host_netstat_sample, make_view
 
 T = socket_buffers.THRESHOLDS
 UDP_RCV = "node_netstat_Udp_RcvbufErrors"
@@ -160,16 +160,6 @@ def test_dropping_socket_is_named_with_low_confidence_when_udp_counters_are_miss
     assert finding.confidence == pytest.approx(0.5)
 
 
-def _snmp_sample() -> Sample:
-    from netdoctor.sources.parsers.snmp import merge_netstat, netstat_metrics, parse_snmp
-
-    with open("/proc/net/netstat") as netstat, open("/proc/net/snmp") as snmp:
-        counters = merge_netstat(parse_snmp(netstat.read()), parse_snmp(snmp.read()))
-    sample = Sample()
-    sample.extend(netstat_metrics(counters))
-    return sample
-
-
 @pytest.mark.real
 def test_real_kernel_udp_receiver_that_never_reads() -> None:
     """A real UDP socket with a 4 KiB buffer flooded on loopback: RcvbufErrors rise, the socket is named."""
@@ -181,10 +171,10 @@ def test_real_kernel_udp_receiver_that_never_reads() -> None:
         receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         receiver.bind(("127.0.0.1", 0))
         port = receiver.getsockname()[1]
-        first = _snmp_sample()
+        first = host_netstat_sample()
         for _ in range(500):
             sender.sendto(b"x" * 1000, ("127.0.0.1", port))
-        second = _snmp_sample()
+        second = host_netstat_sample()
         with open("/proc/net/udp") as udp:
             table = parse_socket_table(udp.read(), "udp", 4)
         [mine] = [s for s in table if s.local_port == port]
