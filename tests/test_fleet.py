@@ -17,7 +17,7 @@ from tests.prom import CountingProxy, History, prometheus_over
 
 pytestmark = pytest.mark.real
 
-NOW = time.time()
+NOW = time.time()  # queries pin at=NOW: the suite may reach these tests minutes after collection
 SICK = {"host-017:9100": "softnet", "host-123:9100": "conntrack", "host-188:9100": "retrans"}
 
 
@@ -67,7 +67,7 @@ def _thresholds() -> dict:
 def test_200_instances_three_sick_ranked_with_constant_queries(prom: str) -> None:
     with CountingProxy(prom) as proxy:
         client = PrometheusClient(proxy.url)
-        report = rank_fleet(client, check_thresholds=_thresholds())
+        report = rank_fleet(client, at=NOW, check_thresholds=_thresholds())
         assert len(proxy.queries()) == len(SIGNALS) + 1 == 11
     assert len(report.instances) == 200
     top = [(r.instance, r.severity, r.worst.signal if r.worst else None) for r in report.instances[:4]]
@@ -87,7 +87,7 @@ def test_200_instances_three_sick_ranked_with_constant_queries(prom: str) -> Non
 
 def test_selector_narrows_the_fleet_not_the_query_count(prom: str) -> None:
     with CountingProxy(prom) as proxy:
-        report = rank_fleet(PrometheusClient(proxy.url), selector=parse_selector('{env="staging"}'))
+        report = rank_fleet(PrometheusClient(proxy.url), at=NOW, selector=parse_selector('{env="staging"}'))
         assert len(proxy.queries()) == 11
     assert len(report.instances) == 50
     assert report.instances[0].instance == "host-188:9100"
@@ -96,11 +96,11 @@ def test_selector_narrows_the_fleet_not_the_query_count(prom: str) -> None:
 
 def test_thresholds_follow_overrides(prom: str) -> None:
     report = rank_fleet(
-        PrometheusClient(prom), check_thresholds=_thresholds(), overrides={"retransmits": {"warn_ratio": 0.05}}
+        PrometheusClient(prom), at=NOW, check_thresholds=_thresholds(), overrides={"retransmits": {"warn_ratio": 0.05}}
     )
     assert "host-188:9100" not in [r.instance for r in report.instances if r.severity >= Severity.WARNING]
 
 
 def test_empty_selector_match_is_a_clear_error(prom: str) -> None:
     with pytest.raises(SourceError, match="no instance matches"):
-        rank_fleet(PrometheusClient(prom), selector=parse_selector('{job="nope"}'))
+        rank_fleet(PrometheusClient(prom), at=NOW, selector=parse_selector('{job="nope"}'))

@@ -135,7 +135,7 @@ def test_past_incident_found_by_at_not_by_now(prom: str, checks) -> None:
 
 
 def test_softirq_saturation_with_drops(prom: str, checks) -> None:
-    diagnosis = diagnose_instance(PrometheusSource(prom, "softirq:9100"), checks)
+    diagnosis = diagnose_instance(PrometheusSource(prom, "softirq:9100", at=NOW), checks)
     problems = [f for f in _by_check(diagnosis, "softirq_drops") if f.status is Status.PROBLEM]
     cpu1 = [f for f in problems if f.entity.kind is EntityKind.CPU and f.entity.name == "1"]
     assert cpu1 and cpu1[0].severity is Severity.CRITICAL
@@ -145,7 +145,7 @@ def test_softirq_saturation_with_drops(prom: str, checks) -> None:
 
 
 def test_counter_reset_is_not_a_spike(prom: str, checks) -> None:
-    view = PrometheusSource(prom, "reset:9100").view(needs_of(checks.specs))
+    view = PrometheusSource(prom, "reset:9100", at=NOW).view(needs_of(checks.specs))
     [out] = view.rate("node_netstat_Tcp_OutSegs")
     assert out.value == pytest.approx(2000, rel=0.01)
     assert view.rate_sum("node_softnet_dropped_total") == 0
@@ -154,22 +154,23 @@ def test_counter_reset_is_not_a_spike(prom: str, checks) -> None:
 
 
 def test_missing_collector_is_named_never_healthy(prom: str, checks) -> None:
-    diagnosis = diagnose_instance(PrometheusSource(prom, "noct:9100"), checks)
+    diagnosis = diagnose_instance(PrometheusSource(prom, "noct:9100", at=NOW), checks)
     [conntrack] = _by_check(diagnosis, "conntrack")
     assert conntrack.status is Status.CANNOT_JUDGE
     assert "--collector.conntrack" in conntrack.summary
-    view = PrometheusSource(prom, "noct:9100").view(needs_of(checks.specs))
+    view = PrometheusSource(prom, "noct:9100", at=NOW).view(needs_of(checks.specs))
     why = view.why_missing("node_netstat_TcpExt_TCPBacklogDrop")
     assert "--collector.netstat.fields omits TCPBacklogDrop" in why
     assert not view.has("node_netstat_TcpExt_TCPBacklogDrop")
 
 
 def test_stale_series_say_when_they_were_last_seen(prom: str, checks) -> None:
-    diagnosis = diagnose_instance(PrometheusSource(prom, "partial:9100"), checks)
+    # Pinned to the history's own "now": the suite may reach this test minutes after the backfill.
+    diagnosis = diagnose_instance(PrometheusSource(prom, "partial:9100", at=NOW), checks)
     [conntrack] = _by_check(diagnosis, "conntrack")
     assert conntrack.status is Status.CANNOT_JUDGE and "stale" in conntrack.summary
     with pytest.raises(SourceError, match=r"no sample in the 5m before .*\(20 min earlier\)"):
-        PrometheusSource(prom, "gone:9100").view(needs_of(checks.specs))
+        PrometheusSource(prom, "gone:9100", at=NOW).view(needs_of(checks.specs))
 
 
 def test_query_count_does_not_grow_with_cpus_or_interfaces(prom: str, checks) -> None:
@@ -185,7 +186,7 @@ def test_hostile_instance_cannot_change_the_query(prom: str, checks) -> None:
         with pytest.raises(SourceError, match="unknown instance"):
             PrometheusSource(proxy.url, 'x"}or vector(1)#').view(needs_of(checks.specs))
     # A real label value with a quote and a backslash is found exactly.
-    view = PrometheusSource(prom, HOSTILE).view(needs_of(checks.specs))
+    view = PrometheusSource(prom, HOSTILE, at=NOW).view(needs_of(checks.specs))
     assert {p.labels["instance"] for p in view.gauge("node_nf_conntrack_entries")} == {HOSTILE}
 
 
