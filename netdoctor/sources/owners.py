@@ -1,16 +1,19 @@
-"""Live-host socket facts that need I/O: who owns a socket inode, and the bulk read of the TCP table.
+"""Live-host socket I/O: stream the socket tables to a parser while the kernel formats them, find owners.
 
-Why here and not in parsers: parsers are pure (text in, values out); both functions below read /proc.
+Why here and not in parsers: parsers are pure (text in, values out); both jobs below touch /proc.
+
+`stream_files` is how `Reader` reads /proc/net/{tcp,tcp6,udp,udp6}. Measured (bench/RESULTS.md): at 100k+
+sockets the kernel's text formatting of /proc/net/tcp alone costs about what `ss -tan` costs in total, and
+seq_file hands out one page per read() whatever the buffer size (and supports neither splice nor sendfile),
+so a reader that parses after reading cannot meet "1.2x ss". Hence reading runs in parallel with parsing:
+each file is streamed by its own `cat` child reading the already-open descriptor (the kernel formats on
+another CPU, in another process), and the main thread parses chunks as they arrive from the pipes. Why not
+threads: a reading thread needs the GIL back after every 4 KiB read(), and a parsing thread holds it for
+whole C calls, so the two serialise; a child process needs no GIL. Without `cat` or with a single CPU it
+reads the files in parallel threads, then hands the chunks over.
 
 `find_socket_owners` answers "who holds these CLOSE_WAIT sockets?" by walking /proc/<pid>/fd links, and stops
 as soon as every wanted inode is found: on a busy host that is often after a handful of processes.
-
-`read_destination_state_counts` is the fast path for 100k+ sockets. Measured (bench/RESULTS.md): the
-kernel's text formatting of /proc/net/tcp alone costs about what `ss -tan` costs in total, and seq_file hands
-out one page per read() whatever the buffer size, so a reader that parses after reading cannot meet "1.2x ss".
-Hence the read runs in parallel with the counting: each file is streamed by its own `cat` child (the kernel
-formats on another CPU, no GIL involved) and the chunks are counted as they arrive from the pipes. Without
-`cat` or with a single CPU it falls back to reading both files in parallel threads, then counting.
 """
 
 from __future__ import annotations
@@ -21,12 +24,88 @@ import selectors
 import shutil
 import subprocess
 import threading
-
-from netdoctor.sources.parsers.sockets import DestinationStateGrouper
+from collections.abc import Callable, Sequence
 
 READ_CHUNK = 1 << 16  # seq_file returns at most one page per read(); a bigger buffer only costs allocation
 PIPE_SIZE = 1 << 20
 _SOCKET_LINK_PREFIX = "socket:["
+
+Sink = Callable[[bytes], None]
+
+
+def _read_fd_in_thread(fd: int, into: list[bytes], errors: dict[int, OSError]) -> None:
+    try:
+        while chunk := os.read(fd, READ_CHUNK):
+            into.append(chunk)
+    except OSError as error:
+        errors[fd] = error
+
+
+def _stream_with_threads(fds: Sequence[int], sinks: Sequence[Sink]) -> list[OSError | None]:
+    """Fallback without `cat` or a second CPU: read all files in parallel threads, then feed the sinks."""
+    chunks: list[list[bytes]] = [[] for _ in fds]
+    errors: dict[int, OSError] = {}
+    readers = [
+        threading.Thread(target=_read_fd_in_thread, args=(fd, into, errors))
+        for fd, into in zip(fds, chunks, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    for fd_chunks, sink in zip(chunks, sinks, strict=True):
+        for chunk in fd_chunks:
+            sink(chunk)
+    return [errors.get(fd) for fd in fds]
+
+
+def _stream_with_cat(cat: str, fds: Sequence[int], sinks: Sequence[Sink]) -> list[OSError | None]:
+    """One `cat` child per descriptor (its stdin); chunks go to the sinks as they arrive from the pipes."""
+    children = [subprocess.Popen([cat], stdin=fd, stdout=subprocess.PIPE, bufsize=0) for fd in fds]
+    results: list[OSError | None] = [None] * len(fds)
+    try:
+        with selectors.DefaultSelector() as selector:
+            for number, child in enumerate(children):
+                assert child.stdout is not None
+                pipe = child.stdout.fileno()
+                try:
+                    fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # fewer, larger reads on our side
+                except OSError:
+                    pass
+                selector.register(pipe, selectors.EVENT_READ, number)
+            while selector.get_map():
+                for key, _events in selector.select():
+                    chunk = os.read(key.fd, PIPE_SIZE)
+                    if chunk:
+                        sinks[key.data](chunk)
+                    else:
+                        selector.unregister(key.fd)
+        for number, child in enumerate(children):
+            if child.wait() != 0:
+                results[number] = OSError(f"read failed (cat exited with status {child.returncode})")
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
+    return results
+
+
+def stream_files(fds: Sequence[int], sinks: Sequence[Sink]) -> list[OSError | None]:
+    """Read each open descriptor to its end, passing every chunk to its sink as soon as it is read.
+
+    Returns, per descriptor, None or the OSError that cut its read short. The descriptors are left open
+    (the caller opened them, so it reports open errors in its own terms, and closes them). A sink that raises
+    stops the whole read; sinks that must not stop it catch their own errors.
+    """
+    if not fds:
+        return []
+    cat = shutil.which("cat") or shutil.which("cat", path="/usr/bin:/bin")
+    if cat is None or len(os.sched_getaffinity(0)) < 2:  # one usable CPU: nothing to overlap with
+        return _stream_with_threads(fds, sinks)
+    return _stream_with_cat(cat, fds, sinks)
 
 
 def _read_comm(proc_root: str, pid: str) -> str:
@@ -82,89 +161,3 @@ def find_socket_owners(proc_root: str, inodes: set[int]) -> dict[int, tuple[int,
                 if len(owners) == len(wanted):
                     break
     return owners
-
-
-def _read_file_in_thread(path: str, into: dict[str, bytes | OSError]) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            parts = []
-            while chunk := os.read(fd, READ_CHUNK):
-                parts.append(chunk)
-        finally:
-            os.close(fd)
-        into[path] = b"".join(parts)
-    except OSError as error:
-        into[path] = error
-
-
-def _counts_with_threads(paths: list[str]) -> dict[tuple[str, str, int, str], int]:
-    """Fallback without `cat`: read the files in parallel threads (read() releases the GIL), then count."""
-    texts: dict[str, bytes | OSError] = {}
-    readers = [threading.Thread(target=_read_file_in_thread, args=(path, texts)) for path in paths]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join()
-    grouper = DestinationStateGrouper()
-    for path in paths:
-        text = texts[path]
-        if isinstance(text, OSError):
-            raise text
-        grouper.feed(text)
-        grouper.feed(b"\n")  # a file boundary is a row boundary
-    return grouper.result()
-
-
-def _counts_with_cat(cat: str, paths: list[str]) -> dict[tuple[str, str, int, str], int]:
-    """Stream each file through its own `cat`; count chunks as they arrive."""
-    readers = [subprocess.Popen([cat, path], stdout=subprocess.PIPE, bufsize=0) for path in paths]
-    try:
-        groupers: dict[int, DestinationStateGrouper] = {}
-        with selectors.DefaultSelector() as selector:
-            for reader in readers:
-                assert reader.stdout is not None
-                pipe = reader.stdout.fileno()
-                try:
-                    fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # fewer, larger reads on our side
-                except OSError:
-                    pass
-                selector.register(pipe, selectors.EVENT_READ)
-                groupers[pipe] = DestinationStateGrouper()
-            while selector.get_map():
-                for key, _events in selector.select():
-                    chunk = os.read(key.fd, PIPE_SIZE)
-                    if chunk:
-                        groupers[key.fd].feed(chunk)
-                    else:
-                        selector.unregister(key.fd)
-        for reader, path in zip(readers, paths, strict=True):
-            if reader.wait() != 0:
-                raise OSError(f"cannot read {path}: cat exited with {reader.returncode}")
-    finally:
-        for reader in readers:
-            if reader.poll() is None:
-                reader.kill()
-                reader.wait()
-            if reader.stdout is not None:
-                reader.stdout.close()
-    counts: dict[tuple[str, str, int, str], int] = {}
-    for grouper in groupers.values():
-        for key, count in grouper.result().items():
-            counts[key] = counts.get(key, 0) + count
-    return counts
-
-
-def read_destination_state_counts(proc_net_dir: str = "/proc/net") -> dict[tuple[str, str, int, str], int]:
-    """(local ip, remote ip, remote port, state) -> count over the TCP sockets of this network namespace.
-
-    Same answer as `group_by_destination_and_state` on the text of `tcp` and `tcp6`. Raises OSError when the
-    files cannot be read. `proc_net_dir` may be another process's `/proc/<pid>/net` (its namespace).
-    """
-    paths = [os.path.join(proc_net_dir, "tcp")]
-    if os.path.exists(os.path.join(proc_net_dir, "tcp6")):  # absent when IPv6 is disabled
-        paths.append(os.path.join(proc_net_dir, "tcp6"))
-    cat = shutil.which("cat") or shutil.which("cat", path="/usr/bin:/bin")
-    if cat is None or (os.cpu_count() or 1) < 2:
-        return _counts_with_threads(paths)
-    return _counts_with_cat(cat, paths)

@@ -1,4 +1,4 @@
-"""Tests for socket owner lookup (inode -> pid, comm) and the live TCP grouping read."""
+"""Tests for socket owner lookup (inode -> pid, comm) and the streamed read of the socket tables."""
 
 from __future__ import annotations
 
@@ -6,11 +6,25 @@ import os
 import socket
 import subprocess
 import sys
-from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from netdoctor.sources.owners import _counts_with_threads, find_socket_owners, read_destination_state_counts
-from netdoctor.sources.parsers.sockets import SocketTable, parse_socket_table
+import pytest
+
+from netdoctor.sources.owners import _stream_with_cat, _stream_with_threads, find_socket_owners, stream_files
+from netdoctor.sources.parsers.sockets import parse_socket_table
+from netdoctor.sources.reader import RawSample, Reader
+from tests.conftest import require_binary
+
+Streamer = Callable[[Sequence[int], Sequence[Callable[[bytes], None]]], list[OSError | None]]
+
+
+def cat_streamer(fds: Sequence[int], sinks: Sequence[Callable[[bytes], None]]) -> list[OSError | None]:
+    require_binary("cat")
+    return _stream_with_cat("cat", fds, sinks)
+
+
+STREAMERS = [pytest.param(cat_streamer, id="cat"), pytest.param(_stream_with_threads, id="threads")]
 
 
 def make_process(proc: Path, pid: int, comm: str | None, links: dict[str, str]) -> None:
@@ -63,25 +77,65 @@ def test_owner_of_a_real_socket_in_this_process_and_in_a_child() -> None:
         mine.close()
 
 
-def test_live_grouping_of_this_namespace_matches_the_parsed_table() -> None:
-    """Both live readers agree with parse_socket_table on the same files (sockets that come and go between
-    reads on a busy host are the only expected difference, so hold one listener and compare its group)."""
+@pytest.mark.parametrize("streamer", STREAMERS)
+def test_streaming_hands_over_every_byte_of_each_file_in_order(tmp_path: Path, streamer: Streamer) -> None:
+    contents = [b"", b"one line\n", bytes(range(256)) * 12_000]  # empty, small, 3 MB (many pipe reads)
+    fds = []
+    for number, content in enumerate(contents):
+        (tmp_path / str(number)).write_bytes(content)
+        fds.append(os.open(tmp_path / str(number), os.O_RDONLY))
+    received: list[list[bytes]] = [[] for _ in contents]
+    try:
+        failures = streamer(fds, [into.append for into in received])
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert failures == [None, None, None]
+    assert [b"".join(chunks) for chunks in received] == contents
+    assert len(received[2]) > 1  # really chunked
+
+
+@pytest.mark.parametrize("streamer", STREAMERS)
+def test_streaming_reports_a_descriptor_that_cannot_be_read(tmp_path: Path, streamer: Streamer) -> None:
+    (tmp_path / "file").write_bytes(b"fine\n")
+    fds = [os.open(tmp_path, os.O_RDONLY), os.open(tmp_path / "file", os.O_RDONLY)]  # a directory: EISDIR
+    received: list[list[bytes]] = [[], []]
+    try:
+        failures = streamer(fds, [into.append for into in received])
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert isinstance(failures[0], OSError) and failures[1] is None
+    assert received == [[], [b"fine\n"]]
+    assert stream_files([], []) == []
+
+
+def test_reader_streams_this_hosts_socket_tables_into_text_and_tables() -> None:
+    """The live read keeps each file's exact text and the table that text parses to (held listener visible)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
     port = listener.getsockname()[1]
     try:
-        fast = read_destination_state_counts()
-        threaded = _counts_with_threads(["/proc/net/tcp", "/proc/net/tcp6"])
-        table = SocketTable.merge(
-            [
-                parse_socket_table(Path("/proc/net/tcp").read_text(), "tcp", 4),
-                parse_socket_table(Path("/proc/net/tcp6").read_text(), "tcp", 6),
-            ]
-        )
-        expected = Counter((s.local_ip, s.remote_ip, s.remote_port, s.state) for s in table)
-        key = ("127.0.0.1", "0.0.0.0", 0, "LISTEN")
-        assert fast[key] == threaded[key] == expected[key] >= 1
-        assert any(s.local_port == port for s in table.listeners())
+        sample = RawSample()
+        Reader("/").read_sockets(sample)
     finally:
         listener.close()
+    for rel, proto, family in (("proc/net/tcp", "tcp", 4), ("proc/net/udp", "udp", 4)):
+        assert parse_socket_table(sample.files[rel], proto, family) == sample.parsed[rel]
+    assert [s.local_port for s in sample.parsed["proc/net/tcp"].listeners() if s.local_port == port] == [port]
+
+
+def test_reader_keeps_the_text_of_a_socket_file_that_does_not_parse(tmp_path: Path) -> None:
+    """A capture with a damaged table: the text is kept (the collector reports where it fails), no table."""
+    net = tmp_path / "proc" / "net"
+    net.mkdir(parents=True)
+    (net / "tcp").write_text("not a socket table\n")
+    good = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (net / "udp").write_text(good)
+    sample = RawSample()
+    Reader(str(tmp_path), live_extras=False).read_sockets(sample)
+    assert sample.files["proc/net/tcp"] == "not a socket table\n"
+    assert "proc/net/tcp" not in sample.parsed
+    assert len(sample.parsed["proc/net/udp"]) == 0
+    assert sample.errors["proc/net/tcp6"] == "IPv6 is disabled on this host"

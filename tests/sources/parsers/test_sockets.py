@@ -10,12 +10,14 @@ later), with the same logical content in each.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -23,12 +25,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netdoctor.errors import ParseError
-from netdoctor.sources.owners import _counts_with_threads, find_socket_owners, read_destination_state_counts
+from netdoctor.sources.owners import find_socket_owners
 from netdoctor.sources.parsers.sockets import (
-    DestinationStateGrouper,
     Socket,
     SocketTable,
-    group_by_destination_and_state,
+    SocketTableBuilder,
     hex_to_ip,
     parse_socket_table,
 )
@@ -113,6 +114,66 @@ def test_destination_usage_counts_ephemeral_ports_per_destination(kernel: str) -
     }
 
 
+def naive_usage(sockets: list[Socket], low: int, high: int, reserved: frozenset[int]) -> dict:
+    usage: dict[tuple[str, str, int], dict[str, int]] = {}
+    for s in sockets:
+        if s.proto == "tcp" and s.state != "LISTEN" and low <= s.local_port <= high and s.local_port not in reserved:
+            states = usage.setdefault((s.local_ip, s.remote_ip, s.remote_port), {})
+            states[s.state] = states.get(s.state, 0) + 1
+    return usage
+
+
+def random_socket(draw_port: int, ip_number: int, state: str, proto: str = "tcp") -> Socket:
+    return Socket(proto, 4, state, f"10.0.{ip_number % 3}.1", draw_port, f"10.1.{ip_number}.9", 443 + ip_number % 2,
+                  0, 0, 0, 0, 0)  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 65535),
+            st.integers(0, 5),
+            st.sampled_from(["ESTABLISHED", "TIME_WAIT", "LISTEN"]),
+            st.sampled_from(["tcp", "udp"]),
+        ),  # fmt: skip
+        max_size=60,
+    ),
+    bounds=st.tuples(st.integers(0, 65535), st.integers(0, 65535)).map(sorted),
+    reserved=st.frozensets(st.integers(0, 65535), max_size=6),
+)
+def test_destination_usage_matches_a_plain_count(rows: list, bounds: list[int], reserved: frozenset[int]) -> None:
+    """Any range (blocks of 256 ports wholly in, out, or cut by an end or a reserved port) counts right."""
+    sockets = [random_socket(*row) for row in rows]
+    low, high = bounds
+    reserved = reserved | {port for port, *_ in rows[:2]}  # reserved ports that are really in use
+    table = SocketTable.from_sockets(sockets)
+    assert table.destination_usage(low, high, reserved) == naive_usage(sockets, low, high, reserved)
+
+
+def test_destination_usage_with_more_distinct_addresses_than_packed_keys_hold() -> None:
+    sockets = [
+        Socket(
+            "tcp",
+            4,
+            "ESTABLISHED",
+            "10.0.0.1",
+            40000 + n % 2,
+            f"10.{n >> 16}.{n >> 8 & 255}.{n & 255}",
+            443,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )  # fmt: skip
+        for n in range(70_000)
+    ]
+    table = SocketTable.from_sockets(sockets)
+    assert len(table._ips) > 1 << 16
+    assert table.destination_usage(40000, 40000) == naive_usage(sockets, 40000, 40000, frozenset())
+
+
 def test_live_fixture_matches_what_ss_showed_in_that_namespace() -> None:
     table = table_of("live-6.18")
     rows = Counter((s.proto, s.state, s.local_ip, s.local_port, s.remote_ip, s.remote_port) for s in table)
@@ -149,36 +210,89 @@ def test_live_fixture_matches_what_ss_showed_in_that_namespace() -> None:
     assert (unconnected.rx_queue, unconnected.drops, unconnected.inode) == (2304, 39, 812635)
 
 
-# ------------------------------------------------------------------------------------------ fast path
+# ------------------------------------------------------------------------------------------ streaming
 
 
-@pytest.mark.parametrize("kernel", [*WRITTEN_KERNELS, "live-6.18"])
-def test_fast_grouping_agrees_with_the_full_table(kernel: str) -> None:
-    texts = load(kernel)
-    expected = Counter((s.local_ip, s.remote_ip, s.remote_port, s.state) for s in table_of(kernel) if s.proto == "tcp")
-    assert group_by_destination_and_state(texts) == dict(expected)
-
-
-def test_fast_grouping_names_states_and_keeps_mapped_addresses_v6() -> None:
-    groups = group_by_destination_and_state(load("5.10"))
-    assert groups[("10.0.0.5", "10.0.0.7", 5432, "TIME_WAIT")] == 2
-    assert groups[("::ffff:10.0.0.5", "::ffff:192.168.1.30", 50500, "ESTABLISHED")] == 1
-    assert groups[("0.0.0.0", "0.0.0.0", 0, "LISTEN")] == 1
-    assert not any(key[0] == "127.0.0.53" for key in groups), "UDP files are not part of the TCP grouping"
+def parse_in_chunks(text: str, proto: str, family: int, cuts: list[int]) -> SocketTable:
+    data = text.encode()
+    builder = SocketTableBuilder(proto, family)
+    previous = 0
+    for cut in sorted({min(c, len(data)) for c in cuts}):
+        builder.feed(data[previous:cut])
+        previous = cut
+    builder.feed(data[previous:])
+    return builder.finish()
 
 
 @settings(max_examples=60, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=12))
-def test_grouper_gives_the_same_answer_however_the_text_is_chunked(cuts: list[int]) -> None:
-    data = (KERNELS / "6.1" / "proc" / "net" / "tcp").read_bytes()
-    expected = group_by_destination_and_state({("tcp", 4): data.decode()})
-    grouper = DestinationStateGrouper()
-    previous = 0
-    for cut in sorted({min(c, len(data)) for c in cuts}):
-        grouper.feed(data[previous:cut])
-        previous = cut
-    grouper.feed(data[previous:])
-    assert grouper.result() == expected
+@given(
+    name=st.sampled_from(sorted(FILES)),
+    kernel=st.sampled_from([*WRITTEN_KERNELS, "live-6.18"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=12),
+)
+def test_builder_gives_the_same_table_however_the_text_is_chunked(name: str, kernel: str, cuts: list[int]) -> None:
+    text = (KERNELS / kernel / "proc" / "net" / name).read_text()
+    whole = parse_socket_table(text, *FILES[name])
+    assert parse_in_chunks(text, *FILES[name], cuts) == whole
+    assert list(parse_in_chunks(text, *FILES[name], cuts)) == list(whole)
+
+
+def big_tcp_text(rows: int, family: int = 4) -> str:
+    """`rows` ESTABLISHED/TIME_WAIT rows toward 3 destinations, in the kernel's layout for `family`."""
+    if family == 4:
+        local, remotes = "0500000A", ["0700000A", "0800000A", "0900000A"]
+    else:
+        local = "B80D0120000000000000000005000000"
+        remotes = [f"B80D01200000000000000000{n:02X}000000" for n in (7, 8, 9)]
+    lines = [HEADER]
+    for i in range(rows):
+        state = "06" if i % 5 == 0 else "01"
+        lines.append(
+            f"{i:4d}: {local}:{1024 + i % 60000:04X} {remotes[i % 3]}:{0x1538 + i % 3:04X} {state} "
+            f"{i % 7:08X}:{i % 11:08X} 00:00000000 00000000  {1000 + i % 2:4d}        0 {50_000 + i} 1 0\n"
+        )
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_batches_across_many_rows_keep_every_column(family: int) -> None:
+    """Several parse batches (rows > one batch), fed as page-sized chunks like /proc hands them out."""
+    rows = 20_000
+    text = big_tcp_text(rows, family)
+    table = parse_in_chunks(text, "tcp", family, list(range(0, len(text), 4049)))
+    assert table == parse_socket_table(text, "tcp", family)
+    assert len(table) == rows
+    prefix = "10.0.0." if family == 4 else "2001:db8::"
+    for i in (0, 1, 4_999, 12_345, rows - 1):
+        sock = list(table)[i] if i < 5 else table._row(i)
+        assert (sock.local_ip, sock.local_port) == (prefix + "5", 1024 + i % 60000)
+        assert (sock.remote_ip, sock.remote_port) == (prefix + "789"[i % 3], 0x1538 + i % 3)
+        assert sock.state == ("TIME_WAIT" if i % 5 == 0 else "ESTABLISHED")
+        assert (sock.tx_queue, sock.rx_queue, sock.uid, sock.inode) == (i % 7, i % 11, 1000 + i % 2, 50_000 + i)
+    assert table.state_counts() == {"ESTABLISHED": rows * 4 // 5, "TIME_WAIT": rows // 5}
+    assert len(table.in_state("TIME_WAIT")) == rows // 5
+
+
+def test_builder_reports_the_bad_line_of_a_later_batch_and_then_refuses_input() -> None:
+    text = big_tcp_text(5_000)
+    lines = text.splitlines(keepends=True)
+    lines[4_321] = lines[4_321].replace(" 01 ", " 0G ", 1) if " 01 " in lines[4_321] else lines[4_321][:30] + "\n"
+    builder = SocketTableBuilder("tcp", 4)
+    with pytest.raises(ParseError, match="line 4322:"):
+        for start in range(0, len(lines), 500):
+            builder.feed("".join(lines[start : start + 500]).encode())
+        builder.finish()
+    with pytest.raises(ParseError):
+        builder.feed(b"more")
+
+
+def test_a_line_split_over_chunks_and_a_last_line_without_newline() -> None:
+    data = (HEADER + GOOD + GOOD.rstrip("\n")).encode()
+    builder = SocketTableBuilder("tcp", 4)
+    for i in range(len(data)):
+        builder.feed(data[i : i + 1])
+    table = builder.finish()
+    assert [(s.local_ip, s.local_port, s.state, s.inode) for s in table] == [("127.0.0.1", 631, "LISTEN", 635)] * 2
 
 
 # ------------------------------------------------------------------------------------------ table API
@@ -305,7 +419,7 @@ def test_fuzzed_input_returns_or_raises_parse_error(
         else:
             assert all(isinstance(s.local_port, int) for s in table)
         try:
-            group_by_destination_and_state({(proto, family): text})
+            assert parse_in_chunks(text, proto, family, [position, 2 * position]) == table
         except ParseError:
             pass
 
@@ -328,6 +442,16 @@ udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("127.0.0.1", 5
 time.sleep(0.2)
 print("ready", flush=True)
 sys.stdin.read()
+"""
+
+REPO = Path(__file__).resolve().parents[3]
+STREAMED_READ = """
+import dataclasses, json
+from netdoctor.sources.reader import RawSample, Reader
+sample = RawSample()
+Reader("/").read_sockets(sample)
+print(json.dumps({rel: [sample.files[rel], [list(dataclasses.astuple(s)) for s in table]]
+                  for rel, table in sample.parsed.items()}))
 """
 
 SS_STATES = {"ESTAB": "ESTABLISHED", "UNCONN": "CLOSE"}
@@ -406,10 +530,20 @@ def test_parse_of_a_real_namespace_matches_ss(scenario_namespace: tuple[str, int
     assert [(s.local_port, s.rx_queue) for s in table.listeners()] == [(8080, 2), (8443, 0)]
     assert table.state_counts("udp") == {"CLOSE": 1}
 
-    # The fast path, read live from that namespace, agrees with the table (both reader variants).
-    expected = dict(Counter((s.local_ip, s.remote_ip, s.remote_port, s.state) for s in table if s.proto == "tcp"))
-    assert read_destination_state_counts(str(net)) == expected
-    assert _counts_with_threads([str(net / "tcp"), str(net / "tcp6")]) == expected
+    # The product's streamed read (Reader.read_sockets), run inside that namespace, gives the exact text and
+    # the table that text parses to.
+    streamed = json.loads(
+        subprocess.run(
+            ["ip", "netns", "exec", namespace, sys.executable, "-c", STREAMED_READ],
+            check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        ).stdout
+    )  # fmt: skip
+    assert sorted(streamed) == [f"proc/net/{name}" for name in ("tcp", "tcp6", "udp", "udp6")]
+    for rel, (text, rows) in streamed.items():
+        assert [list(astuple(s)) for s in parse_socket_table(text, *FILES[rel.rsplit("/", 1)[1]])] == rows
+    assert Counter(tuple(row[:7]) for _text, rows in streamed.values() for row in rows) == Counter(
+        (s.proto, s.family, s.state, s.local_ip, s.local_port, s.remote_ip, s.remote_port) for s in table
+    )
 
     # Owners: the CLOSE_WAIT socket and the listener belong to the scenario process.
     wanted = {table.in_state("CLOSE_WAIT")[0].inode, table.listeners()[0].inode}
