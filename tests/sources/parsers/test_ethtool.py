@@ -64,6 +64,13 @@ def test_fuzz_returns_or_raises_parse_error(text: str) -> None:
 
 @given(st.integers(0, 2**20), st.integers(0, 2**20))
 def test_round_trip_of_any_counts(maximum: int, current: int) -> None:
-    text = RINGS.replace("RX:\t\t4096", f"RX:\t\t{maximum}").replace("RX:\t\t256", f"RX:\t\t{current}")
+    # Split on the block headers so each RX line is replaced in its own block (a plain replace of "RX:\t\t256"
+    # would also hit a maximum of 256000).
+    head, _, rest = RINGS.partition("Current hardware settings:")
+    text = (
+        head.replace("RX:\t\t4096", f"RX:\t\t{maximum}")
+        + "Current hardware settings:"
+        + rest.replace("RX:\t\t256", f"RX:\t\t{current}", 1)
+    )
     parsed = parse_rings(text)
     assert parsed["rx_max"] == maximum and parsed["rx"] == current
