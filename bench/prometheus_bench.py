@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _results import write_section  # noqa: E402
 
 from netdoctor.engine import load_checks  # noqa: E402
 from netdoctor.fleet import rank_fleet  # noqa: E402
@@ -113,18 +116,6 @@ def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the "## Prometheus" section, keeping every other section as it is."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(TITLE + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=1000)
@@ -134,7 +125,7 @@ def main() -> None:
     section = run(args)
     print(section)
     if args.results:
-        write_section(args.results, section)
+        write_section(args.results, section, TITLE)
 
 
 if __name__ == "__main__":

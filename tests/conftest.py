@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,16 @@ def require_binary(*names: str) -> str:
             return found
     require(False, f"none of {', '.join(names)} is installed")
     raise AssertionError("unreachable")
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """SIGTERM, wait, then SIGKILL: every binary a test starts is stopped the same way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture

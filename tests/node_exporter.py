@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from netdoctor.sources.parsers import Metric
-from tests.conftest import require_binary
+from tests.conftest import require_binary, stop_process
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -128,11 +128,7 @@ def node_exporter(
                 time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 5)
 
 
 def scrape(url: str) -> Series:

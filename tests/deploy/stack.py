@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO, require_binary
+from tests.conftest import REPO, require_binary, stop_process
 from tests.prom import free_port
 from tests.serve.stack import wait_for
 
@@ -39,12 +39,7 @@ def running(argv: list[str], log: Path, ready_url: str) -> Iterator[subprocess.P
             wait_for(ready, 60, 0.2)
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 15)
 
 
 def prometheus_argv(work: Path, port: int, config: dict[str, Any], *extra: str) -> list[str]:

@@ -28,24 +28,13 @@ from netdoctor.sources.capture import CaptureSource
 from netdoctor.sources.prometheus import _SYSFS_ONLY as SYSFS_ONLY
 from netdoctor.sources.prometheus import PrometheusSource, diagnose_instance, needs_of
 from tests.conftest import SCENARIOS, require
-from tests.node_exporter import node_exporter
+from tests.node_exporter import LIVE_SOURCE_ARGS, LIVE_SOURCE_COLLECTORS, node_exporter
 from tests.prom import prometheus_server
 
 pytestmark = pytest.mark.real
 
-COLLECTORS = [
-    "netdev",
-    "netstat",
-    "sockstat",
-    "softnet",
-    "conntrack",
-    "cpu",
-    "stat",
-    "netclass",
-    "interrupts",
-    "meminfo",
-]
-EXTRA = ["--collector.netstat.fields=.*", "--no-collector.netdev.netlink"]
+COLLECTORS = list(LIVE_SOURCE_COLLECTORS)
+EXTRA = list(LIVE_SOURCE_ARGS)
 # Checks whose judgement rests on live-only inventories (socket tuples, owners).
 INVENTORY_ONLY = {"ephemeral_ports"}
 
