@@ -233,10 +233,20 @@ def diagnose(
     for spec in checks.specs:
         findings.extend(run_check(spec, view, (overrides or {}).get(spec.id)))
     meta = getattr(view, "meta", {}) or {}
+    taken_at = _taken_at(meta)  # live and captures; a Prometheus view carries its own `at`
     return Diagnosis(
         findings=correlate(findings),
         source=view.source,
         interval_s=view.interval_s,
         problems=list(checks.load_errors) + view.problems,
         host=str(meta.get("hostname", "")),
+        at=taken_at if taken_at is not None else getattr(view, "at", None),
     )
+
+
+def _taken_at(meta: Mapping[str, Any]) -> float | None:
+    """Wall time of the view's last sample (live and captures record both samples' times)."""
+    taken = meta.get("taken_at")
+    if isinstance(taken, (list, tuple)) and taken and isinstance(taken[-1], (int, float)):
+        return float(taken[-1])
+    return None

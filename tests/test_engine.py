@@ -210,3 +210,10 @@ def test_evidence_labels_link_interface_cause_to_cpu_symptom() -> None:
     roots = correlate([pinned, cpu0, cpu1])
     assert pinned.explained_by == [cpu0]
     assert cpu1 in roots
+
+
+def test_diagnosis_records_when_the_view_was_taken() -> None:
+    view = make_view({}, {})
+    view.meta = {"taken_at": [1000.0, 1005.0], "hostname": "web-7"}
+    diagnosis = diagnose(view, CheckSet([CheckSpec("fine", "Fine", lambda v, t: [Finding.healthy("fine", "ok")])]))
+    assert diagnosis.at == 1005.0 and diagnosis.host == "web-7"
