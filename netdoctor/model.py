@@ -116,6 +116,8 @@ class Finding:
     explained_by: list[Finding] = field(default_factory=list)
     started_at: float | None = None
     peaked_at: float | None = None
+    # (unix time, value) of the finding's key series over the lookback, where the source has history.
+    history: list[tuple[float, float]] = field(default_factory=list)
 
     @classmethod
     def cannot_judge(cls, check: str, why: str, entity: Entity | None = None) -> Finding:

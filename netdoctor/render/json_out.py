@@ -52,6 +52,7 @@ def finding_dict(finding: Finding, rank: str | None = None) -> dict[str, Any]:
         ],
         "started_at": finding.started_at,
         "peaked_at": finding.peaked_at,
+        "history": [[t, _number(v)] for t, v in finding.history],
         "explained_by": [],
     }
 

@@ -1,9 +1,9 @@
 """Sparklines and "started / peaked" cells for findings from a source with history.
 
 The Prometheus source (`netdoctor.sources.prometheus.annotate_history`) sets each problem
-finding's `started_at` / `peaked_at` and appends one Evidence whose note starts with
-`TREND_NOTE` and carries the sparkline of the finding's key series over the lookback.
-These helpers turn that into table cells, so renderers need no knowledge of PromQL.
+finding's `started_at` / `peaked_at` and `history` (its key series over the lookback) and
+appends the peak as an Evidence noted `PEAK_NOTE`. These helpers turn that into table
+cells, so renderers need no knowledge of PromQL.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from netdoctor.model import Diagnosis, Finding, Status
 
 BARS = "▁▂▃▄▅▆▇█"
-TREND_NOTE = "trend"
+PEAK_NOTE = "peak over"
 
 
 def sparkline(values: Sequence[float], width: int = 24) -> str:
@@ -46,11 +46,8 @@ def clock(ts: float | None) -> str:
 
 
 def trend_of(finding: Finding) -> str:
-    """The sparkline string the history annotation left in the finding's evidence, or ""."""
-    for item in finding.evidence:
-        if item.note.startswith(TREND_NOTE + " "):
-            return item.note.rsplit(" ", 1)[-1]
-    return ""
+    """The sparkline of the finding's key series over the lookback, or "" without history."""
+    return sparkline([value for _, value in finding.history])
 
 
 def history_cells(finding: Finding) -> tuple[str, str, str]:

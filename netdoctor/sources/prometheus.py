@@ -603,9 +603,9 @@ def started_and_peaked(
 
 
 def annotate_history(diagnosis: Any, view: PrometheusView) -> None:
-    """Set started_at / peaked_at on each problem and append its lookback sparkline as evidence."""
+    """Set started_at / peaked_at and the key series' history on each problem, and its peak as evidence."""
     from netdoctor.model import Evidence, Status
-    from netdoctor.render.sparkline import TREND_NOTE, sparkline
+    from netdoctor.render.sparkline import PEAK_NOTE
 
     diagnosis.at = view.at
     for finding in diagnosis.all_findings():
@@ -615,6 +615,7 @@ def annotate_history(diagnosis: Any, view: PrometheusView) -> None:
         if not points:
             continue
         finding.started_at, finding.peaked_at = started_and_peaked(points, threshold)
+        finding.history = [(float(t), float(v)) for t, v in points]
         top = promql.max_point(points)
         finding.evidence.append(
             Evidence(
@@ -622,7 +623,7 @@ def annotate_history(diagnosis: Any, view: PrometheusView) -> None:
                 value=top[1] if top else math.nan,
                 threshold=threshold,
                 window_s=view.lookback_s,
-                note=f"{TREND_NOTE} {promql.format_duration(view.lookback_s)} {sparkline([v for _, v in points])}",
+                note=f"{PEAK_NOTE} {promql.format_duration(view.lookback_s)}",
             )
         )
 

@@ -106,7 +106,7 @@ def _by_check(diagnosis, check: str):
 
 def test_conntrack_filled_over_40_minutes(prom: str, checks) -> None:
     with CountingProxy(prom) as proxy:
-        diagnosis = diagnose_instance(PrometheusSource(proxy.url, "ct:9100"), checks)
+        diagnosis = diagnose_instance(PrometheusSource(proxy.url, "ct:9100", at=NOW), checks)
         assert len(proxy.queries()) == 1, proxy.requests  # the documented budget: one query
     findings = [f for f in _by_check(diagnosis, "conntrack") if f.status is Status.PROBLEM]
     assert {f.severity for f in findings} == {Severity.CRITICAL}
@@ -115,7 +115,9 @@ def test_conntrack_filled_over_40_minutes(prom: str, checks) -> None:
     crossing = FILL_START + (0.75 * LIMIT - 1000) / (LIMIT - 1000) * (FILL_END - FILL_START)
     assert fill.started_at == pytest.approx(crossing, abs=16)
     assert fill.peaked_at == pytest.approx(FILL_END, abs=16)
-    assert any(e.note.startswith("trend 1h ") for e in fill.evidence)
+    assert any(e.note == "peak over 1h" for e in fill.evidence)
+    assert len(fill.history) > 10
+    assert max(fill.history, key=lambda point: point[1])[0] == pytest.approx(fill.peaked_at, abs=16)
     assert diagnosis.exit_code() == 2
 
 
