@@ -46,12 +46,15 @@ def _sample_files(raw: RawSample) -> dict[str, bytes]:
 LISTED_MARKER = "sys/class/net/.netdoctor-listed"
 
 
+DEVICE_MARKER = ".netdoctor-device"
+
+
 def _device_dirs(raw: RawSample) -> set[str]:
     """Physical NICs are recognised by their `device` dir: keep it even when nothing in it was read."""
     dirs = set()
     for rel in raw.files:
         parts = rel.split("/")
-        if rel.startswith("sys/class/net/") and len(parts) > 3:
+        if rel.startswith("sys/class/net/") and len(parts) > 4:
             dirs.add("/".join(parts[:4]) + "/device")
     return dirs
 
@@ -65,7 +68,10 @@ def write_capture(path: str | Path, first: RawSample, second: RawSample, meta: d
     for name, raw in zip(SAMPLES, (first, second), strict=True):
         for rel, data in _sample_files(raw).items():
             entries[f"{name}/{rel}"] = data
-        dirs.update(f"{name}/{d}" for d in _device_dirs(raw))
+        for device_dir in _device_dirs(raw):
+            dirs.add(f"{name}/{device_dir}")
+            # A file inside, so the dir survives being committed to git as a test fixture.
+            entries.setdefault(f"{name}/{device_dir}/{DEVICE_MARKER}", b"")
     if path.name.endswith((".tar.gz", ".tgz")):
         _write_tar(path, entries, dirs)
     else:

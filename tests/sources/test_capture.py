@@ -161,3 +161,14 @@ def test_reader_records_absent_files_with_a_hint(tmp_path: Path) -> None:
     assert "nf_conntrack" in sample.errors["proc/net/stat/nf_conntrack"]
     assert "IPv6" in sample.errors["proc/net/snmp6"]
     assert sample.errors["sys/class/net"].startswith("/sys is not mounted")
+
+
+def test_physical_nic_marker_survives_without_files_in_device(tmp_path: Path) -> None:
+    """A NIC whose device/ held nothing readable is still physical after the capture goes through git."""
+    from netdoctor.sources.reader import RawSample
+
+    raw = RawSample(files={"sys/class/net/eth9/speed": "1000\n", "proc/net/dev": ""})
+    path = write_capture(tmp_path / "cap", raw, raw, {"interval_s": 1.0})
+    marker = path / "sample2" / "sys" / "class" / "net" / "eth9" / "device"
+    assert marker.is_dir() and any(marker.iterdir()), "device/ must hold a file, or git drops it"
+    assert Reader(str(path / "sample2"), live_extras=False).physical_interfaces(RawSample()) == ["eth9"]
