@@ -60,7 +60,7 @@ def _parse_set(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 def cli() -> None:
     """What is wrong with this host's network: root cause first, evidence, the fix.
 
-    Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not run or judge).
+    Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not run, or judge nothing).
     """
 
 

@@ -168,18 +168,26 @@ class Diagnosis:
     def exit_code(self) -> int:
         """Monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-        A real problem wins over a check that could not judge; when no problem was
-        found but some check could not judge (or none ran), the answer is UNKNOWN,
-        because "healthy" would be a claim the data does not support.
+        A real problem wins. Without one, the answer is UNKNOWN when netdoctor could not
+        run (no check ran, or a check crashed) or could not judge anything at all; when
+        some checks judged and found nothing while others lacked their data (a VM's NIC
+        with no link speed, say), it is OK — and those checks still say "could not judge"
+        in the report, never "healthy".
         """
         findings = self.all_findings()
         if any(f.severity is Severity.CRITICAL for f in findings):
             return 2
         if any(f.severity is Severity.WARNING for f in findings):
             return 1
-        if not findings or any(f.status in (Status.CANNOT_JUDGE, Status.ERROR) for f in findings):
+        if not findings or any(f.status is Status.ERROR for f in findings):
+            return 3
+        if not any(f.status is Status.HEALTHY for f in findings):
             return 3
         return 0
+
+    def not_judged(self) -> list[str]:
+        """Checks that could not judge (or crashed), for the status line."""
+        return sorted({f.check for f in self.all_findings() if f.status in (Status.CANNOT_JUDGE, Status.ERROR)})
 
 
 @dataclass

@@ -115,8 +115,10 @@ def test_exit_codes() -> None:
 
     ok = Diagnosis([Finding.healthy("a", "ok")], source="t")
     assert ok.exit_code() == 0
-    unknown = Diagnosis([Finding.healthy("a", "ok"), Finding.cannot_judge("b", "no file")], source="t")
-    assert unknown.exit_code() == 3
+    partly = Diagnosis([Finding.healthy("a", "ok"), Finding.cannot_judge("b", "no file")], source="t")
+    assert partly.exit_code() == 0 and partly.not_judged() == ["b"]
+    nothing = Diagnosis([Finding.cannot_judge("a", "no file"), Finding.cannot_judge("b", "no file")], source="t")
+    assert nothing.exit_code() == 3
     warn = Diagnosis([problem("a", Severity.WARNING, "x"), Finding.cannot_judge("b", "no file")], source="t")
     assert warn.exit_code() == 1
     crit = Diagnosis([problem("a", Severity.WARNING, "x")], source="t")

@@ -81,5 +81,9 @@ def render_table(diagnosis: Diagnosis, width: int | None = None) -> str:
     for problem in diagnosis.problems:
         lines.append(f"note: {problem}")
     code = diagnosis.exit_code()
-    lines.append(f"status: {exit_meaning(code)} (exit {code})")
+    not_judged = diagnosis.not_judged()
+    lines.append(
+        f"status: {exit_meaning(code)} (exit {code})"
+        + (f"; could not judge: {', '.join(not_judged)}" if not_judged else "")
+    )
     return "\n".join(lines) + "\n"
