@@ -219,3 +219,27 @@ def test_diagnosis_records_when_the_view_was_taken() -> None:
     view.meta = {"taken_at": [1000.0, 1005.0], "hostname": "web-7"}
     diagnosis = diagnose(view, CheckSet([CheckSpec("fine", "Fine", lambda v, t: [Finding.healthy("fine", "ok")])]))
     assert diagnosis.at == 1005.0 and diagnosis.host == "web-7"
+
+
+@pytest.mark.parametrize(
+    "cause_tag, symptom_tag",
+    [(cause, symptom) for cause, symptoms in causes.CAUSAL_EDGES.items() for symptom in symptoms],
+)
+def test_every_edge_of_the_causal_graph_nests_its_symptom(cause_tag: str, symptom_tag: str) -> None:
+    """Each documented mechanism, alone with an unrelated finding: the cause is the root, the symptom under it."""
+    cause = problem("cause_check", Severity.WARNING, cause_tag)
+    symptom = problem("symptom_check", Severity.CRITICAL, symptom_tag, magnitude=50)
+    bystander = problem("other", Severity.WARNING, "unrelated_condition")
+    roots = correlate([symptom, bystander, cause])
+    assert roots[0] is cause, "a cause ranks first even when its symptom alone scores higher"
+    assert cause.explained_by == [symptom]
+    assert bystander in roots and bystander.explained_by == []
+
+
+def test_a_symptom_is_never_its_own_cause_and_no_edge_runs_backwards() -> None:
+    for cause_tag, symptoms in causes.CAUSAL_EDGES.items():
+        for symptom_tag in symptoms:
+            symptom = problem("s", Severity.WARNING, symptom_tag)
+            cause = problem("c", Severity.WARNING, cause_tag)
+            correlate([symptom, cause])
+            assert symptom.explained_by == [] or cause_tag in causes.CAUSAL_EDGES.get(symptom_tag, ())
