@@ -209,10 +209,18 @@ class FixPlan:
 
 
 def _fmt(value: float) -> str:
-    if value == int(value) and abs(value) < 1e15:
+    """Short, readable numbers for people: 0.0123, 4.68, 640, 28.2k, 118.8M (JSON keeps the raw value)."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    magnitude = abs(value)
+    if magnitude >= 10_000:
+        for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if magnitude >= limit:
+                return f"{value / limit:.1f}{suffix}"
+    if value == int(value):
         return str(int(value))
-    if abs(value) >= 100:
+    if magnitude >= 100:
         return f"{value:.0f}"
-    if abs(value) >= 1:
+    if magnitude >= 1:
         return f"{value:.2f}"
     return f"{value:.4g}"

@@ -67,6 +67,7 @@ def render_table(diagnosis: Diagnosis, width: int | None = None) -> str:
                 rows,
                 headers=["rank", "severity", "finding", "entity", "key evidence", "suggested fix"],
                 tablefmt="simple",
+                disable_numparse=True,  # ranks "1", "1.1" are labels, not numbers to right-align
             )
         )
     else:
