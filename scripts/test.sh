@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-DEBIAN_PACKAGES=(prometheus prometheus-alertmanager prometheus-node-exporter nftables ethtool iproute2 procps)
+DEBIAN_PACKAGES=(prometheus prometheus-alertmanager prometheus-node-exporter nftables ethtool iproute2 procps
+                 python3-venv)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -21,6 +22,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-python3 -m ruff check .
-python3 -m pytest -q "$@"
+# A Debian/Ubuntu system Python refuses `pip install` (PEP 668: externally managed): use a venv there.
+PYTHON=python3
+if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  PYTHON=.venv/bin/python
+fi
+"$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]'
+"$PYTHON" -m ruff check .
+"$PYTHON" -m pytest -q "$@"
