@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,6 +54,26 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def wait_until_serving(
+    proc: subprocess.Popen, url: str, timeout_s: float, log: Callable[[], str] = lambda: ""
+) -> None:
+    """Poll `url` until it answers 200; if the binary exits first, fail with the end of its log."""
+    deadline = time.monotonic() + timeout_s
+    name = os.path.basename(str(proc.args[0] if isinstance(proc.args, list) else proc.args))
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited: {log()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not answer {url} within {timeout_s:g} s")
+        time.sleep(0.1)
 
 
 @pytest.fixture

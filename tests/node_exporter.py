@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from netdoctor.sources.parsers import Metric
-from tests.conftest import require_binary, stop_process
+from tests.conftest import require_binary, stop_process, wait_until_serving
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -115,17 +114,7 @@ def node_exporter(
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"node_exporter exited: {proc.stderr.read() if proc.stderr else ''}")
-            try:
-                urllib.request.urlopen(url, timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_until_serving(proc, url, 10, lambda: proc.stderr.read() if proc.stderr else "")
         yield url
     finally:
         stop_process(proc, 5)

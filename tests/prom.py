@@ -15,7 +15,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.conftest import require_binary, stop_process
+from tests.conftest import require_binary, stop_process, wait_until_serving
 
 STEP_S = 15.0
 Fn = Callable[[float], float]
@@ -205,19 +204,7 @@ def prometheus_server(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {(tsdb.parent / 'prometheus.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except (OSError, urllib.error.URLError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("prometheus did not become ready in 60 s")
-            time.sleep(0.1)
+        wait_until_serving(proc, f"{url}/-/ready", 60, lambda: (tsdb.parent / "prometheus.log").read_text())
         yield url
     finally:
         stop_process(proc, 10)

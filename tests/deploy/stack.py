@@ -14,9 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO, require_binary, stop_process
+from tests.conftest import REPO, require_binary, stop_process, wait_until_serving
 from tests.prom import free_port
-from tests.serve.stack import wait_for
 
 RULES = REPO / "deploy" / "prometheus" / "netdoctor-rules.yml"
 
@@ -27,16 +26,7 @@ def running(argv: list[str], log: Path, ready_url: str) -> Iterator[subprocess.P
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         try:
-
-            def ready() -> bool:
-                assert proc.poll() is None, f"{argv[0]} exited: {log.read_text()[-3000:]}"
-                try:
-                    with urllib.request.urlopen(ready_url, timeout=1) as response:
-                        return response.status == 200
-                except OSError:
-                    return False
-
-            wait_for(ready, 60, 0.2)
+            wait_until_serving(proc, ready_url, 60, log.read_text)
             yield proc
         finally:
             stop_process(proc, 15)
